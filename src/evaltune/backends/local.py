@@ -1,0 +1,441 @@
+"""Tinker's client API on the in-process engine: ``ServiceClient``, ``TrainingClient``,
+``SamplingClient``.
+
+Drop-in for ``tinker.ServiceClient``: the same method names, arguments and ``tinker.types``
+in and out, and every call returns a real ``tinker`` ``APIFuture`` (``.result()`` or ``await``).
+Work runs on the engine's single worker thread, so calls on a client execute in the order they
+were made, and a caller can queue ``forward_backward`` and ``optim_step`` before waiting, as with
+the SDK. There is no HTTP on this path.
+
+Checkpoint paths follow Tinker's scheme, mapped onto a local folder (``checkpoint_dir``, default
+``$EVALTUNE_HOME/checkpoints``)::
+
+    tinker://<model_id>/weights/<name>          ->  <checkpoint_dir>/<model_id>/weights/<name>/
+    tinker://<model_id>/sampler_weights/<name>  ->  <checkpoint_dir>/<model_id>/sampler_weights/<name>/
+
+Each folder is a PEFT adapter (``adapter_model.safetensors`` + ``adapter_config.json``) plus
+``evaltune_checkpoint.json``; ``weights/`` folders also hold ``optimizer.pt``. Anywhere a path is
+taken, a plain folder path works too; ``checkpoint_folder(path)`` maps a URI to its folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import platformdirs
+from tinker import types
+from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
+
+from evaltune.engine import AdamConfig, Engine, ForwardItem, LoraSpec, SampleSpec, get_engine
+from evaltune.engine.engine import read_checkpoint_meta
+from evaltune.engine.models import BUILTIN_MODELS
+from evaltune.errors import BackendError
+
+__all__ = [
+    "SamplingClient",
+    "ServiceClient",
+    "TrainingClient",
+    "checkpoint_folder",
+    "default_checkpoint_dir",
+]
+
+T = TypeVar("T")
+URI_PREFIX = "tinker://"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEFAULT_MAX_TOKENS = 256
+
+
+def default_checkpoint_dir() -> Path:
+    home = os.environ.get("EVALTUNE_HOME") or platformdirs.user_data_dir("evaltune")
+    return Path(home) / "checkpoints"
+
+
+def checkpoint_folder(path: str, checkpoint_dir: Path | None = None) -> Path:
+    """The local folder behind a ``tinker://`` checkpoint URI (or a plain folder path)."""
+    root = checkpoint_dir or default_checkpoint_dir()
+    if path.startswith(URI_PREFIX):
+        rest = path[len(URI_PREFIX) :].strip("/").split("/")
+        if len(rest) != 3 or rest[1] not in ("weights", "sampler_weights") or ".." in rest:
+            raise BackendError(
+                f"malformed checkpoint path {path!r}; expected "
+                "tinker://<model_id>/weights/<name> or tinker://<model_id>/sampler_weights/<name>"
+            )
+        folder = root.joinpath(*rest)
+    else:
+        folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise BackendError(f"checkpoint {path!r} not found (looked in {folder})")
+    return folder
+
+
+class _ClientFuture(AwaitableConcurrentFuture[T], Generic[T]):
+    """A finished future of a client that also answers the client's methods, as the SDK's
+    back-compat futures do, so both ``create_...().result()`` and the older style work."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result(), name)
+
+
+def _client_future(client: T) -> _ClientFuture[T]:
+    fut: Future[T] = Future()
+    fut.set_result(client)
+    return _ClientFuture(fut)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise BackendError(
+            f"checkpoint name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
+            "(at most 128 characters, not starting with '.')"
+        )
+
+
+def _tokens(model_input: types.ModelInput, where: str) -> list[int]:
+    for chunk in model_input.chunks:
+        if not isinstance(chunk, types.EncodedTextChunk):
+            raise BackendError(
+                f"{where}: {type(chunk).__name__} inputs are not supported by the local engine; "
+                "only encoded text chunks"
+            )
+    return list(model_input.to_ints())
+
+
+def _forward_items(data: Sequence[types.Datum]) -> list[ForwardItem]:
+    items = []
+    for i, datum in enumerate(data):
+        inputs = {k: v.to_torch().reshape(-1) for k, v in datum.loss_fn_inputs.items()}
+        items.append(ForwardItem(_tokens(datum.model_input, f"datum {i}"), inputs))
+    return items
+
+
+class ServiceClient:
+    """Entry point, as ``tinker.ServiceClient``; ``device``, ``dtype`` and ``checkpoint_dir``
+    are the local engine's own options. Keyword arguments the SDK takes for the network
+    (``api_key``, ``base_url``, ...) are accepted and ignored."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        progress: Callable[[str], None] | None = None,
+        **_sdk_options: Any,
+    ) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir()
+        self.device = device
+        self.dtype = dtype
+        self.progress = progress
+
+    def _engine(self, base_model: str) -> Engine:
+        return get_engine(base_model, self.device, self.dtype, progress=self.progress)
+
+    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
+        models = [types.SupportedModel(model_name=name) for name in BUILTIN_MODELS]
+        return types.GetServerCapabilitiesResponse(supported_models=models)
+
+    def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, str] | None = None,
+        optimizer: Any = None,
+    ) -> _ClientFuture[TrainingClient]:
+        if optimizer is not None and getattr(optimizer, "type", "adamw") != "adamw":
+            raise BackendError("the local engine supports the AdamW optimizer only")
+        engine = self._engine(base_model)
+        spec = LoraSpec(rank, train_mlp, train_attn, train_unembed, seed)
+        slot = engine.submit(engine.create_training_slot, spec).result()
+        return _client_future(TrainingClient(self, engine, slot, spec))
+
+    def _from_state(self, path: str, with_optimizer: bool) -> _ClientFuture[TrainingClient]:
+        folder = checkpoint_folder(path, self.checkpoint_dir)
+        meta = read_checkpoint_meta(folder) or {}
+        base_model = meta.get("base_model")
+        if not base_model:
+            raise BackendError(f"{folder} has no evaltune_checkpoint.json naming its base model")
+        engine = self._engine(base_model)
+        slot = engine.submit(engine.load_training_slot, folder, with_optimizer).result()
+        spec = LoraSpec(**meta["lora"])
+        return _client_future(TrainingClient(self, engine, slot, spec))
+
+    def create_training_client_from_state(
+        self, path: str, user_metadata: dict[str, str] | None = None
+    ) -> _ClientFuture[TrainingClient]:
+        """Weights from a ``save_state`` checkpoint; the optimizer starts fresh."""
+        return self._from_state(path, with_optimizer=False)
+
+    def create_training_client_from_state_with_optimizer(
+        self, path: str, user_metadata: dict[str, str] | None = None
+    ) -> _ClientFuture[TrainingClient]:
+        """Weights and AdamW state: training continues exactly where it stopped."""
+        return self._from_state(path, with_optimizer=True)
+
+    def create_sampling_client(
+        self, model_path: str | None = None, base_model: str | None = None, **_sdk_options: Any
+    ) -> _ClientFuture[SamplingClient]:
+        if model_path is None and base_model is None:
+            raise BackendError("create_sampling_client needs model_path or base_model")
+        folder = None
+        if model_path is not None:
+            folder = checkpoint_folder(model_path, self.checkpoint_dir)
+            meta = read_checkpoint_meta(folder) or {}
+            base_model = meta.get("base_model") or base_model
+            if base_model is None:
+                raise BackendError(
+                    f"{folder} does not name its base model; pass base_model= as well"
+                )
+        assert base_model is not None
+        client = SamplingClient(self._engine(base_model), folder, model_path)
+        return _client_future(client)
+
+
+class TrainingClient:
+    """A LoRA adapter being trained; methods as ``tinker.TrainingClient``."""
+
+    def __init__(self, service: ServiceClient, engine: Engine, slot: str, spec: LoraSpec):
+        self._service = service
+        self._engine = engine
+        self._slot = slot
+        self._spec = spec
+        self.model_id = f"local-{uuid.uuid4().hex[:12]}"
+        self._snapshots = itertools.count()
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> AwaitableConcurrentFuture[T]:
+        return AwaitableConcurrentFuture(self._engine.submit(fn, *args))
+
+    def _fwd(
+        self, data: Sequence[types.Datum], loss_fn: str, config: Mapping[str, Any] | None,
+        backward: bool,
+    ) -> AwaitableConcurrentFuture[types.ForwardBackwardOutput]:
+        items = _forward_items(data)
+        cfg = {k: float(v) for k, v in (config or {}).items()}
+
+        def run() -> types.ForwardBackwardOutput:
+            out = self._engine.forward(self._slot, items, loss_fn, cfg, backward)
+            outputs = [
+                {"logprobs": types.TensorData.from_torch(lp),
+                 "elementwise_loss": types.TensorData.from_torch(el)}
+                for lp, el in zip(out.logprobs, out.elementwise_loss, strict=True)
+            ]
+            return types.ForwardBackwardOutput(
+                loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs,
+                metrics={"loss:sum": out.loss},
+            )
+
+        return self._submit(run)
+
+    def forward(self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy",
+                loss_fn_config: Mapping[str, Any] | None = None):
+        """Loss and per-token logprobs without gradients."""
+        return self._fwd(data, loss_fn, loss_fn_config, backward=False)
+
+    def forward_backward(self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy",
+                         loss_fn_config: Mapping[str, Any] | None = None):
+        """Loss and logprobs; gradients accumulate until the next ``optim_step``."""
+        return self._fwd(data, loss_fn, loss_fn_config, backward=True)
+
+    def optim_step(self, optim_params: types.AdamParams | None = None, *,
+                   adam_params: types.AdamParams | None = None):
+        params = optim_params or adam_params or types.AdamParams()
+        if not isinstance(params, types.AdamParams):
+            raise BackendError("the local engine supports AdamParams only")
+        adam = AdamConfig(params.learning_rate, params.beta1, params.beta2, params.eps,
+                          params.weight_decay, params.grad_clip_norm)
+
+        def run() -> types.OptimStepResponse:
+            return types.OptimStepResponse(metrics=self._engine.optim_step(self._slot, adam))
+
+        return self._submit(run)
+
+    def _folder(self, kind: str, name: str, overwrite: bool) -> tuple[Path, str]:
+        _check_name(name)
+        folder = self._service.checkpoint_dir / self.model_id / kind / name
+        if folder.exists() and not overwrite:
+            raise BackendError(
+                f"checkpoint {name!r} already exists for {self.model_id} ({folder}); "
+                "choose another name or pass overwrite=True"
+            )
+        return folder, f"{URI_PREFIX}{self.model_id}/{kind}/{name}"
+
+    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
+                   user_metadata: dict[str, str] | None = None):
+        """Adapter weights + optimizer state under ``tinker://<model_id>/weights/<name>``."""
+        folder, uri = self._folder("weights", name, overwrite)
+
+        def run() -> types.SaveWeightsResponse:
+            self._engine.save_state(self._slot, folder)
+            return types.SaveWeightsResponse(path=uri)
+
+        return self._submit(run)
+
+    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
+                                 user_metadata: dict[str, str] | None = None):
+        """Adapter weights under ``tinker://<model_id>/sampler_weights/<name>``."""
+        folder, uri = self._folder("sampler_weights", name, overwrite=True)
+
+        def run() -> types.SaveWeightsForSamplerResponse:
+            self._engine.save_sampler(self._slot, folder)
+            return types.SaveWeightsForSamplerResponse(path=uri)
+
+        return self._submit(run)
+
+    def save_weights_and_get_sampling_client(self, name: str | None = None, **_sdk_options: Any):
+        """Snapshot the current weights and return a SamplingClient on the snapshot."""
+        snap = name or f"snapshot-{next(self._snapshots):04d}"
+        saved = self.save_weights_for_sampler(snap)
+
+        def run() -> SamplingClient:
+            path = saved.result().path
+            folder = checkpoint_folder(path, self._service.checkpoint_dir)
+            return SamplingClient(self._engine, folder, path)
+
+        return _ClientFuture(self._engine.submit(run))
+
+    def create_sampling_client(self, model_path: str, **_sdk_options: Any):
+        return self._service.create_sampling_client(model_path=model_path)
+
+    def load_state(self, path: str):
+        """Replace this adapter's weights with a checkpoint's (optimizer untouched)."""
+        return self._load(path, with_optimizer=False)
+
+    def load_state_with_optimizer(self, path: str):
+        return self._load(path, with_optimizer=True)
+
+    def _load(self, path: str, with_optimizer: bool):
+        folder = checkpoint_folder(path, self._service.checkpoint_dir)
+
+        def run() -> types.LoadWeightsResponse:
+            self._engine.release(self._slot)
+            self._slot = self._engine.load_training_slot(folder, with_optimizer)
+            return types.LoadWeightsResponse(path=path)
+
+        return self._submit(run)
+
+    def get_tokenizer(self):
+        return self._engine.tokenizer
+
+    def get_info(self) -> types.GetInfoResponse:
+        return types.GetInfoResponse(
+            model_id=self.model_id,
+            model_data=types.ModelData(arch=self._engine.architecture,
+                                       model_name=self._engine.base_model,
+                                       tokenizer_id=self._engine.model_path),
+            is_lora=True,
+            lora_rank=self._spec.rank,
+            model_name=self._engine.base_model,
+        )
+
+    # Deprecated SDK spellings, kept so older recipes run unchanged.
+    async def forward_async(self, *a: Any, **kw: Any):
+        return self.forward(*a, **kw)
+
+    async def forward_backward_async(self, *a: Any, **kw: Any):
+        return self.forward_backward(*a, **kw)
+
+    async def optim_step_async(self, *a: Any, **kw: Any):
+        return self.optim_step(*a, **kw)
+
+    async def save_state_async(self, *a: Any, **kw: Any):
+        return self.save_state(*a, **kw)
+
+    async def save_weights_for_sampler_async(self, *a: Any, **kw: Any):
+        return self.save_weights_for_sampler(*a, **kw)
+
+
+def _sample_spec(
+    prompt: list[int], num_samples: int, params: types.SamplingParams
+) -> SampleSpec:
+    stop = params.stop
+    stop_strings: list[str] = []
+    stop_tokens: list[int] = []
+    if isinstance(stop, str):
+        stop_strings = [stop]
+    elif stop:
+        for s in stop:
+            (stop_strings if isinstance(s, str) else stop_tokens).append(s)  # type: ignore[arg-type]
+    return SampleSpec(
+        prompt=prompt, num_samples=num_samples,
+        max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+        stop_tokens=stop_tokens, stop_strings=stop_strings, seed=params.seed,
+    )
+
+
+class SamplingClient:
+    """Samples from the base model (``folder is None``) or a saved adapter."""
+
+    def __init__(self, engine: Engine, folder: Path | None, model_path: str | None = None):
+        self._engine = engine
+        self._folder = folder
+        self.model_path = model_path
+
+    def _slot(self) -> str | None:
+        return None if self._folder is None else self._engine.sampler_slot(self._folder)
+
+    def sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        **_unsupported: Any,
+    ):
+        if topk_prompt_logprobs or topk_sample_logprobs:
+            raise BackendError("top-k logprobs are not supported by the local engine")
+        tokens = _tokens(prompt, "prompt")
+        spec = _sample_spec(tokens, num_samples, sampling_params)
+
+        def run() -> types.SampleResponse:
+            slot = self._slot()
+            samples = self._engine.sample(slot, [spec])[0]
+            seqs = [
+                types.SampledSequence(stop_reason=s.stop_reason, sequence_id=uuid.uuid4().hex,
+                                      _tokens_list=s.tokens, _logprobs_list=s.logprobs)
+                for s in samples
+            ]
+            prompt_lp = None
+            if include_prompt_logprobs:
+                prompt_lp = [None, *self._engine.logprobs(slot, [tokens])[0]]
+            return types.SampleResponse(sequences=seqs, _prompt_logprobs_list=prompt_lp)
+
+        return AwaitableConcurrentFuture(self._engine.submit(run))
+
+    def compute_logprobs(self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None):
+        """Logprob of each prompt token given its prefix; ``None`` for the first token."""
+        tokens = _tokens(prompt, "prompt")
+
+        def run() -> list[float | None]:
+            lps: list[float | None] = [None, *self._engine.logprobs(self._slot(), [tokens])[0]]
+            if prompt_logprobs_last_n is not None:
+                cut = len(lps) - prompt_logprobs_last_n
+                lps = [None] * cut + lps[cut:]
+            return lps
+
+        return AwaitableConcurrentFuture(self._engine.submit(run))
+
+    def get_tokenizer(self):
+        return self._engine.tokenizer
+
+    def get_base_model(self) -> str:
+        return self._engine.base_model
+
+    async def sample_async(self, *a: Any, **kw: Any) -> types.SampleResponse:
+        return await self.sample(*a, **kw)
+
+    async def compute_logprobs_async(self, *a: Any, **kw: Any) -> list[float | None]:
+        return await self.compute_logprobs(*a, **kw)
+
