@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
 from evaltune.engine import lora
 from evaltune.engine.forward import ForwardItem, ForwardResult, run_forward, sequence_logprobs
@@ -108,7 +109,11 @@ class Engine:
         resolved = resolve_model(base_model, progress=progress)
         self.model_path = resolved.path
         self.tokenizer = load_tokenizer(resolved.path)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=self.dtype)
+        hf_logging.disable_progress_bar()  # a bar per load is noise; the CLI shows its own
+        try:
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=self.dtype)
+        finally:
+            hf_logging.enable_progress_bar()
         model.to(self.device).eval()
         for p in model.parameters():
             p.requires_grad_(False)

@@ -26,8 +26,8 @@ from evaltune.errors import EngineError
 __all__ = [
     "LORA_ALPHA",
     "LoraSpec",
-    "add_adapter",
     "adapter_parameters",
+    "add_adapter",
     "load_adapter_weights",
     "lora_config",
     "read_adapter_config",

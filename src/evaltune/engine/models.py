@@ -2,11 +2,10 @@
 
 Owns the built-in aliases, the one-time conversion of the embedded GGUF default into a cache
 (safetensors + tokenizer.json, so later loads take seconds), and the tokenizer sanity checks
-that catch a silently broken tokenizer before it ruins a training run. A name resolves, in
-order, as a built-in alias, a local folder with ``config.json``, or a Hugging Face id this
-machine can reach (network or the local HF cache); anything else is a `ModelNotFoundError`
-that lists what is accepted. torch and transformers are imported inside functions so that
-importing this module (the CLI does) stays cheap.
+that catch a silently broken tokenizer before it ruins a training run. A name is, in order, a
+built-in alias, a local folder with ``config.json``, or a Hugging Face id this machine can reach
+(network or local HF cache); else a `ModelNotFoundError` listing what is accepted. torch and
+transformers are imported inside functions so importing this module (the CLI does) stays cheap.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from evaltune.errors import EngineError, ModelNotFoundError
 
@@ -51,26 +50,21 @@ CACHE_FORMAT = 1
 # Gemma 3's own template (text only): bos first, a system message folded into the first user
 # turn, the assistant role spelled "model". The GGUF does not carry it.
 GEMMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- if messages[0]['role'] == 'system' -%}"
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
     "{%- if messages[0]['content'] is string -%}"
     "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
     "{%- else -%}{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}"
     "{%- endif -%}{%- set loop_messages = messages[1:] -%}"
     "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{%- for message in loop_messages -%}"
+    "{%- endif -%}{%- for message in loop_messages -%}"
     "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{%- endif -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{%- endif -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
     "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
     "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
     "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<end_of_turn>\n' }}"
-    "{%- endfor -%}"
+    "{%- if item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}{{ '<end_of_turn>\n' }}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
 _GEMMA_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
@@ -93,10 +87,10 @@ class ResolvedModel:
 
 def default_cache_dir() -> Path:
     """``$EVALTUNE_CACHE`` if set, else the platform's user cache folder for evaltune."""
-    if env := os.environ.get("EVALTUNE_CACHE"):
-        return Path(env).expanduser()
     import platformdirs
 
+    if env := os.environ.get("EVALTUNE_CACHE"):
+        return Path(env).expanduser()
     return Path(platformdirs.user_cache_dir("evaltune"))
 
 
@@ -109,7 +103,7 @@ def resolve_model(
     """Resolve ``name`` (alias, local folder, or hub id); converts a built-in alias on first use."""
     if name in BUILTIN_MODELS:
         target = (cache_dir or default_cache_dir()) / "models" / name
-        _ensure_converted(name, target, progress or _silent)
+        _ensure_converted(name, target, progress or (lambda _message: None))
         return ResolvedModel(name=name, path=str(target), source="alias")
     folder = Path(name).expanduser()
     if folder.is_dir():
@@ -167,11 +161,10 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
             f"{default_cache_dir() / 'models'} so it is rebuilt"
         )
     bos_id = tokenizer.bos_token_id
-    wants_bos = _is_gemma(tokenizer, name) or bool(
-        getattr(tokenizer, "add_bos_token", False)
-        or getattr(tokenizer, "init_kwargs", {}).get("add_bos_token")
+    says_bos = getattr(tokenizer, "add_bos_token", False) or tokenizer.init_kwargs.get(
+        "add_bos_token"
     )
-    if bos_id is not None and wants_bos:
+    if bos_id is not None and (says_bos or _is_gemma(tokenizer, name)):
         first = tokenizer.encode("hello", add_special_tokens=True)[:1]
         if first != [bos_id]:
             raise EngineError(
@@ -187,11 +180,9 @@ def _is_gemma(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
     if "gemma" in name.lower() or "gemma" in type(tokenizer).__name__.lower():
         return True
     config = Path(str(getattr(tokenizer, "name_or_path", ""))) / "config.json"
-    if not config.is_file():
-        return False
     try:
         model_type = json.loads(config.read_text()).get("model_type", "")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # no folder, no config, or not a JSON object
         return False
     return "gemma" in str(model_type).lower()
 
@@ -212,10 +203,6 @@ def _hub_problem(name: str) -> str | None:
     except Exception as exc:  # network down, gated repo, bad token: all mean "not reachable"
         return f"hub lookup failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return "no such repository with a config.json on the hub"
-
-
-def _silent(_message: str) -> None:
-    pass
 
 
 def _is_converted(target: Path) -> bool:
@@ -246,6 +233,7 @@ def _ensure_converted(name: str, target: Path, progress: Progress) -> None:
         for stale in target.parent.glob(f".{name}.tmp-*"):  # left by a killed conversion
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             _CONVERTERS[name](tmp, progress)
             if target.exists():  # an older cache format, or a folder without a marker
@@ -283,7 +271,7 @@ def _convert_gemma_3_270m(out: Path, progress: Progress) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.rmtree(gguf_dir)
-    marker: dict[str, Any] = {
+    marker = {
         "format": CACHE_FORMAT,
         "model": "gemma-3-270m",
         "source_package": package.__name__,
@@ -305,9 +293,7 @@ def _prepare_gemma_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
                 "template cannot work; the GGUF package or transformers version is broken"
             )
     tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
-    tokenizer.add_bos_token = True  # rebuilds the post-processor and is saved to its config
+    tokenizer.add_bos_token = True  # rebuilds the post-processor (in tokenizer.json): <bos> first
 
 
-_CONVERTERS: dict[str, Callable[[Path, Progress], None]] = {
-    "gemma-3-270m": _convert_gemma_3_270m,
-}
+_CONVERTERS: dict[str, Callable[[Path, Progress], None]] = {"gemma-3-270m": _convert_gemma_3_270m}
