@@ -169,7 +169,9 @@ def test_gradients_equal_direct_autograd(peft_model) -> None:
     for name, grad in theirs.items():
         assert grad is not None and ours[name] is not None, name
         assert grad.abs().max() > 0, name
-        torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-7)
+        # Elements near zero get an absolute tolerance on the tensor's own scale.
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_gradients_accumulate_across_calls(peft_model) -> None:
@@ -179,7 +181,8 @@ def test_gradients_accumulate_across_calls(peft_model) -> None:
     once = _lora_grads(peft_model)
     run_forward(peft_model, items, "cross_entropy", None, backward=True)
     for name, grad in _lora_grads(peft_model).items():
-        torch.testing.assert_close(grad, 2 * once[name], rtol=1e-5, atol=1e-8)
+        scale = float(once[name].abs().max())
+        torch.testing.assert_close(grad, 2 * once[name], rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_zero_weights_give_no_gradient_and_zero_loss(peft_model) -> None:
@@ -226,7 +229,8 @@ def test_chunked_projection_changes_nothing(peft_model, monkeypatch: pytest.Monk
     for a, b in zip(chunked.logprobs, whole.logprobs, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     for name, grad in _lora_grads(peft_model).items():
-        torch.testing.assert_close(grad, whole_grads[name], rtol=1e-4, atol=1e-7)
+        scale = float(whole_grads[name].abs().max())
+        torch.testing.assert_close(grad, whole_grads[name], rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_chunked_sequence_logprobs(model, monkeypatch: pytest.MonkeyPatch) -> None:
