@@ -57,11 +57,15 @@ def main() -> None:
         optim = training.optim_step(types.AdamParams(learning_rate=args.lr))
         loss = fwd_bwd.result().metrics["loss:sum"] / n_tokens
         optim.result()
-        print(f"step {step + 1}/{args.steps}  loss/token {loss:.3f}  "
-              f"({time.perf_counter() - start:.1f}s)")
+        print(
+            f"step {step + 1}/{args.steps}  loss/token {loss:.3f}  "
+            f"({time.perf_counter() - start:.1f}s)"
+        )
 
     sampler = training.save_weights_and_get_sampling_client().result()
-    prompt = types.ModelInput.from_ints(tokenizer.encode("Question: How many legs does a spider have?\nAnswer:"))
+    prompt = types.ModelInput.from_ints(
+        tokenizer.encode("Question: How many legs does a spider have?\nAnswer:")
+    )
     params = types.SamplingParams(max_tokens=12, temperature=0.0, stop=["\n"])
     result = sampler.sample(prompt, num_samples=1, sampling_params=params).result()
     print("sample:", repr(tokenizer.decode(result.sequences[0].tokens)))

@@ -58,14 +58,14 @@ def guarded(fn: Callable[[], T]) -> T:
 @app.command()
 def models() -> None:
     """List the built-in model aliases and whether each is converted in the local cache."""
-    from evaltune.engine.models import BUILTIN_MODELS, default_cache_dir
+    from evaltune.engine.models import BUILTIN_MODELS, MARKER, default_cache_dir
 
     table = Table(title=f"built-in models (cache: {default_cache_dir()})")
     table.add_column("alias")
     table.add_column("description")
     table.add_column("cached")
     for alias, description in BUILTIN_MODELS.items():
-        cached = (default_cache_dir() / "models" / alias / "config.json").is_file()
+        cached = (default_cache_dir() / "models" / alias / MARKER).is_file()
         table.add_row(alias, description, "yes" if cached else "no (converted on first use)")
     Console().print(table)
     print("Also accepted: a local folder with config.json, or a Hugging Face id (needs network).")

@@ -44,7 +44,9 @@ BACKENDS: dict[str, Callable[[Path, Path], Backend]] = {"local": _local}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path
+) -> Iterator[Backend]:
     yield BACKENDS[request.param](tiny_model_dir, tmp_path)
 
 
@@ -123,12 +125,16 @@ def test_optimizer_state_survives_save_and_restore(backend: Backend) -> None:
     )
 
 
-def test_sampler_checkpoint_loads_in_peft_with_same_logits(backend: Backend, tiny_model_dir) -> None:
+def test_sampler_checkpoint_loads_in_peft_with_same_logits(
+    backend: Backend, tiny_model_dir
+) -> None:
     tc = backend.service.create_lora_training_client(backend.base_model, rank=8, seed=2).result()
     datum = make_datum(tc.get_tokenizer())
     train(tc, [datum], steps=5)
     path = tc.save_weights_for_sampler("s1").result().path
-    ours = np.asarray(tc.forward([datum], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].to_numpy())
+    ours = np.asarray(
+        tc.forward([datum], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].to_numpy()
+    )
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     peft_model = PeftModel.from_pretrained(base, str(backend.folder(path))).eval()
@@ -147,9 +153,14 @@ def test_sampler_checkpoint_loads_in_peft_with_same_logits(backend: Backend, tin
 
 
 def _greedy_reference(model, prompt_ids: list[int], n: int) -> list[int]:
-    out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False,
-                         min_new_tokens=n, pad_token_id=0)
-    return out[0, len(prompt_ids):].tolist()
+    out = model.generate(
+        torch.tensor([prompt_ids]),
+        max_new_tokens=n,
+        do_sample=False,
+        min_new_tokens=n,
+        pad_token_id=0,
+    )
+    return out[0, len(prompt_ids) :].tolist()
 
 
 def test_greedy_sample_equals_transformers_generate(backend: Backend, reference) -> None:
@@ -190,16 +201,20 @@ def test_stop_token_and_stop_string_are_honoured(backend: Backend) -> None:
     assert len(tokens) >= 6, "the tiny model should run to the token budget"
     stop_tok = tokens[3]
     first = tokens.index(stop_tok)
-    by_token = sc.sample(
-        prompt, 1, types.SamplingParams(max_tokens=20, temperature=0, stop=[stop_tok])
-    ).result().sequences[0]
+    by_token = (
+        sc.sample(prompt, 1, types.SamplingParams(max_tokens=20, temperature=0, stop=[stop_tok]))
+        .result()
+        .sequences[0]
+    )
     assert by_token.tokens == tokens[: first + 1] and by_token.stop_reason == "stop"
 
     text = tok.decode(tokens[:6])
     stop_str = text[-3:]
-    by_string = sc.sample(
-        prompt, 1, types.SamplingParams(max_tokens=20, temperature=0, stop=stop_str)
-    ).result().sequences[0]
+    by_string = (
+        sc.sample(prompt, 1, types.SamplingParams(max_tokens=20, temperature=0, stop=stop_str))
+        .result()
+        .sequences[0]
+    )
     decoded = tok.decode(by_string.tokens)
     assert stop_str in decoded and stop_str not in tok.decode(by_string.tokens[:-1])
     assert by_string.stop_reason == "stop"
@@ -221,8 +236,10 @@ def _rl_datum(tc, advantages: list[float], sampling_lp: list[float]) -> types.Da
 def test_importance_sampling_and_ppo_match_hand_computation(backend: Backend) -> None:
     tc = backend.service.create_lora_training_client(backend.base_model, rank=8, seed=3).result()
     datum = _rl_datum(tc, advantages=[1.0, -0.5, 0.0, 2.0], sampling_lp=[-1.0, -3.0, -0.2])
-    ce = types.Datum(model_input=datum.model_input,
-                     loss_fn_inputs={"target_tokens": datum.loss_fn_inputs["target_tokens"]})
+    ce = types.Datum(
+        model_input=datum.model_input,
+        loss_fn_inputs={"target_tokens": datum.loss_fn_inputs["target_tokens"]},
+    )
     lp = tc.forward([ce], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].to_torch()
     old = datum.loss_fn_inputs["logprobs"].to_torch()
     adv = datum.loss_fn_inputs["advantages"].to_torch()
@@ -268,5 +285,9 @@ def test_info_and_tokenizer(backend: Backend) -> None:
     tc = backend.service.create_lora_training_client(backend.base_model, rank=4).result()
     info = tc.get_info()
     assert info.lora_rank == 4 and info.is_lora and info.model_id
-    assert tc.get_tokenizer().decode(tc.get_tokenizer()("hello there").input_ids,
-                                     skip_special_tokens=True) == "hello there"
+    assert (
+        tc.get_tokenizer().decode(
+            tc.get_tokenizer()("hello there").input_ids, skip_special_tokens=True
+        )
+        == "hello there"
+    )

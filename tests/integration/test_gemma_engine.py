@@ -49,7 +49,10 @@ def test_greedy_continuation_is_fluent(service: ServiceClient) -> None:
     text = tok.decode(seq.tokens, skip_special_tokens=True)
     words = re.findall(r"[A-Za-z]+", text)
     assert len(words) >= 5, text
-    assert "Paris" in text or sum(w.lower() in {"the", "of", "and", "is", "a", "in"} for w in words) >= 2, text
+    assert (
+        "Paris" in text
+        or sum(w.lower() in {"the", "of", "and", "is", "a", "in"} for w in words) >= 2
+    ), text
 
 
 def test_three_sft_steps_lower_the_loss(service: ServiceClient) -> None:

@@ -216,7 +216,10 @@ class TrainingClient:
         return AwaitableConcurrentFuture(self._engine.submit(fn, *args))
 
     def _fwd(
-        self, data: Sequence[types.Datum], loss_fn: str, config: Mapping[str, Any] | None,
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        config: Mapping[str, Any] | None,
         backward: bool,
     ) -> AwaitableConcurrentFuture[types.ForwardBackwardOutput]:
         items = _forward_items(data)
@@ -225,34 +228,55 @@ class TrainingClient:
         def run() -> types.ForwardBackwardOutput:
             out = self._engine.forward(self._slot, items, loss_fn, cfg, backward)
             outputs = [
-                {"logprobs": types.TensorData.from_torch(lp),
-                 "elementwise_loss": types.TensorData.from_torch(el)}
+                {
+                    "logprobs": types.TensorData.from_torch(lp),
+                    "elementwise_loss": types.TensorData.from_torch(el),
+                }
                 for lp, el in zip(out.logprobs, out.elementwise_loss, strict=True)
             ]
             return types.ForwardBackwardOutput(
-                loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs,
+                loss_fn_output_type="ArrayRecord",
+                loss_fn_outputs=outputs,
                 metrics={"loss:sum": out.loss},
             )
 
         return self._submit(run)
 
-    def forward(self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy",
-                loss_fn_config: Mapping[str, Any] | None = None):
+    def forward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str = "cross_entropy",
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ):
         """Loss and per-token logprobs without gradients."""
         return self._fwd(data, loss_fn, loss_fn_config, backward=False)
 
-    def forward_backward(self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy",
-                         loss_fn_config: Mapping[str, Any] | None = None):
+    def forward_backward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str = "cross_entropy",
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ):
         """Loss and logprobs; gradients accumulate until the next ``optim_step``."""
         return self._fwd(data, loss_fn, loss_fn_config, backward=True)
 
-    def optim_step(self, optim_params: types.AdamParams | None = None, *,
-                   adam_params: types.AdamParams | None = None):
+    def optim_step(
+        self,
+        optim_params: types.AdamParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ):
         params = optim_params or adam_params or types.AdamParams()
         if not isinstance(params, types.AdamParams):
             raise BackendError("the local engine supports AdamParams only")
-        adam = AdamConfig(params.learning_rate, params.beta1, params.beta2, params.eps,
-                          params.weight_decay, params.grad_clip_norm)
+        adam = AdamConfig(
+            params.learning_rate,
+            params.beta1,
+            params.beta2,
+            params.eps,
+            params.weight_decay,
+            params.grad_clip_norm,
+        )
 
         def run() -> types.OptimStepResponse:
             return types.OptimStepResponse(metrics=self._engine.optim_step(self._slot, adam))
@@ -269,8 +293,13 @@ class TrainingClient:
             )
         return folder, f"{URI_PREFIX}{self.model_id}/{kind}/{name}"
 
-    def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
-                   user_metadata: dict[str, str] | None = None):
+    def save_state(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ):
         """Adapter weights + optimizer state under ``tinker://<model_id>/weights/<name>``."""
         folder, uri = self._folder("weights", name, overwrite)
 
@@ -280,8 +309,9 @@ class TrainingClient:
 
         return self._submit(run)
 
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
-                                 user_metadata: dict[str, str] | None = None):
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
+    ):
         """Adapter weights under ``tinker://<model_id>/sampler_weights/<name>``."""
         folder, uri = self._folder("sampler_weights", name, overwrite=True)
 
@@ -329,9 +359,11 @@ class TrainingClient:
     def get_info(self) -> types.GetInfoResponse:
         return types.GetInfoResponse(
             model_id=self.model_id,
-            model_data=types.ModelData(arch=self._engine.architecture,
-                                       model_name=self._engine.base_model,
-                                       tokenizer_id=self._engine.model_path),
+            model_data=types.ModelData(
+                arch=self._engine.architecture,
+                model_name=self._engine.base_model,
+                tokenizer_id=self._engine.model_path,
+            ),
             is_lora=True,
             lora_rank=self._spec.rank,
             model_name=self._engine.base_model,
@@ -354,9 +386,7 @@ class TrainingClient:
         return self.save_weights_for_sampler(*a, **kw)
 
 
-def _sample_spec(
-    prompt: list[int], num_samples: int, params: types.SamplingParams
-) -> SampleSpec:
+def _sample_spec(prompt: list[int], num_samples: int, params: types.SamplingParams) -> SampleSpec:
     stop = params.stop
     stop_strings: list[str] = []
     stop_tokens: list[int] = []
@@ -366,10 +396,15 @@ def _sample_spec(
         for s in stop:
             (stop_strings if isinstance(s, str) else stop_tokens).append(s)  # type: ignore[arg-type]
     return SampleSpec(
-        prompt=prompt, num_samples=num_samples,
+        prompt=prompt,
+        num_samples=num_samples,
         max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
-        temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-        stop_tokens=stop_tokens, stop_strings=stop_strings, seed=params.seed,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        stop_tokens=stop_tokens,
+        stop_strings=stop_strings,
+        seed=params.seed,
     )
 
 
@@ -403,8 +438,12 @@ class SamplingClient:
             slot = self._slot()
             samples = self._engine.sample(slot, [spec])[0]
             seqs = [
-                types.SampledSequence(stop_reason=s.stop_reason, sequence_id=uuid.uuid4().hex,
-                                      _tokens_list=s.tokens, _logprobs_list=s.logprobs)
+                types.SampledSequence(
+                    stop_reason=s.stop_reason,
+                    sequence_id=uuid.uuid4().hex,
+                    _tokens_list=s.tokens,
+                    _logprobs_list=s.logprobs,
+                )
                 for s in samples
             ]
             prompt_lp = None
@@ -438,4 +477,3 @@ class SamplingClient:
 
     async def compute_logprobs_async(self, *a: Any, **kw: Any) -> list[float | None]:
         return await self.compute_logprobs(*a, **kw)
-

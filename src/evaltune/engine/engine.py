@@ -42,8 +42,12 @@ T = TypeVar("T")
 STATE_META = "evaltune_checkpoint.json"
 OPTIMIZER_FILE = "optimizer.pt"
 MAX_SAMPLER_SLOTS = 8
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-          "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,9 @@ class Engine:
         config = lora.lora_config(self.model, spec)
         self.model = lora.add_adapter(self.model, name, config, seed=spec.seed)
         params = lora.adapter_parameters(self.model, name)
-        optimizer = torch.optim.AdamW(list(params.values()), lr=0.0, betas=(0.9, 0.95), eps=1e-12,
-                                      weight_decay=0.0)
+        optimizer = torch.optim.AdamW(
+            list(params.values()), lr=0.0, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0
+        )
         self._train[name] = _TrainSlot(spec, optimizer, params)
         self.model.set_adapter(name, inference_mode=True)
         return name
@@ -203,7 +208,9 @@ class Engine:
         norm = torch.nn.utils.clip_grad_norm_(grads, max_norm) if grads else torch.tensor(0.0)
         for group in state.optimizer.param_groups:
             group.update(
-                lr=adam.learning_rate, betas=(adam.beta1, adam.beta2), eps=adam.eps,
+                lr=adam.learning_rate,
+                betas=(adam.beta1, adam.beta2),
+                eps=adam.eps,
                 weight_decay=adam.weight_decay,
             )
         state.optimizer.step()
@@ -214,8 +221,12 @@ class Engine:
 
     # -- checkpoints ------------------------------------------------------------------------
     def _write_meta(self, folder: Path, kind: str, state: _TrainSlot) -> None:
-        meta = {"kind": kind, "base_model": self.base_model, "lora": asdict(state.spec),
-                "step": state.step}
+        meta = {
+            "kind": kind,
+            "base_model": self.base_model,
+            "lora": asdict(state.spec),
+            "step": state.step,
+        }
         (folder / STATE_META).write_text(json.dumps(meta, indent=2))
 
     def save_state(self, slot: str, folder: Path) -> None:
@@ -247,8 +258,7 @@ class Engine:
         state = self._train[name]
         state.step = int(meta.get("step", 0)) if meta else 0
         if with_optimizer:
-            saved = torch.load(folder / OPTIMIZER_FILE, map_location=self.device,
-                               weights_only=True)
+            saved = torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True)
             state.optimizer.load_state_dict(saved)
         return name
 
@@ -273,8 +283,7 @@ class Engine:
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, slot: str | None, specs: Sequence[SampleSpec]) -> list[list[Sampled]]:
         with self._active(slot) as model:
-            return sample_batch(model, self.tokenizer, specs, self.eos_token_ids,
-                                self.pad_token_id)
+            return sample_batch(model, self.tokenizer, specs, self.eos_token_ids, self.pad_token_id)
 
     def logprobs(self, slot: str | None, sequences: Sequence[list[int]]) -> list[list[float]]:
         with self._active(slot) as model:

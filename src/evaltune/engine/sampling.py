@@ -163,8 +163,12 @@ def sample_batch(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=config)
     out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
     live = list(range(len(rows)))
     next_pos = positions[:, -1] + 1
