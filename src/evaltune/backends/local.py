@@ -34,6 +34,7 @@ from tinker import types
 from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 
 from evaltune.engine import AdamConfig, Engine, ForwardItem, LoraSpec, SampleSpec, get_engine
+from evaltune.engine.batcher import SampleOutput
 from evaltune.engine.engine import read_checkpoint_meta
 from evaltune.engine.models import BUILTIN_MODELS
 from evaltune.errors import BackendError
@@ -87,6 +88,20 @@ def _client_future(client: T) -> _ClientFuture[T]:
     fut: Future[T] = Future()
     fut.set_result(client)
     return _ClientFuture(fut)
+
+
+def _then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
+    """A future of ``fn(result)``, settled when ``future`` is."""
+    out: Future[Any] = Future()
+
+    def done(f: Future[T]) -> None:
+        try:
+            out.set_result(fn(f.result()))
+        except BaseException as exc:
+            out.set_exception(exc)
+
+    future.add_done_callback(done)
+    return out
 
 
 def _check_name(name: str) -> None:
@@ -434,9 +449,7 @@ class SamplingClient:
         tokens = _tokens(prompt, "prompt")
         spec = _sample_spec(tokens, num_samples, sampling_params)
 
-        def run() -> types.SampleResponse:
-            slot = self._slot()
-            samples = self._engine.sample(slot, [spec])[0]
+        def convert(out: SampleOutput) -> types.SampleResponse:
             seqs = [
                 types.SampledSequence(
                     stop_reason=s.stop_reason,
@@ -444,14 +457,14 @@ class SamplingClient:
                     _tokens_list=s.tokens,
                     _logprobs_list=s.logprobs,
                 )
-                for s in samples
+                for s in out.samples
             ]
-            prompt_lp = None
-            if include_prompt_logprobs:
-                prompt_lp = [None, *self._engine.logprobs(slot, [tokens])[0]]
+            prompt_lp = None if out.prompt_logprobs is None else [None, *out.prompt_logprobs]
             return types.SampleResponse(sequences=seqs, _prompt_logprobs_list=prompt_lp)
 
-        return AwaitableConcurrentFuture(self._engine.submit(run))
+        # Concurrent sample() calls coalesce into one batched decode (see engine.batcher).
+        pending = self._engine.batcher.submit(self._folder, spec, include_prompt_logprobs)
+        return AwaitableConcurrentFuture(_then(pending, convert))
 
     def compute_logprobs(self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None):
         """Logprob of each prompt token given its prefix; ``None`` for the first token."""

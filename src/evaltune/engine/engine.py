@@ -31,6 +31,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from evaltune.engine import lora
+from evaltune.engine.batcher import SampleBatcher
 from evaltune.engine.forward import ForwardItem, ForwardResult, run_forward, sequence_logprobs
 from evaltune.engine.models import load_tokenizer, resolve_model
 from evaltune.engine.sampling import Sampled, SampleSpec, sample_batch
@@ -126,6 +127,7 @@ class Engine:
         self._samplers = _SamplerCache()
         self._ids = itertools.count()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaltune-engine")
+        self.batcher = SampleBatcher(self)
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
