@@ -21,6 +21,7 @@ taken, a plain folder path works too; ``checkpoint_folder(path)`` maps a URI to 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import uuid
@@ -36,7 +37,7 @@ from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 from evaltune.engine import AdamConfig, Engine, ForwardItem, LoraSpec, SampleSpec, get_engine
 from evaltune.engine.batcher import SampleOutput
 from evaltune.engine.engine import read_checkpoint_meta
-from evaltune.engine.models import BUILTIN_MODELS
+from evaltune.engine.models import BUILTIN_MODELS, resolve_model
 from evaltune.errors import BackendError
 
 __all__ = [
@@ -151,6 +152,15 @@ class ServiceClient:
 
     def _engine(self, base_model: str) -> Engine:
         return get_engine(base_model, self.device, self.dtype, progress=self.progress)
+
+    def model_facts(self, base_model: str) -> dict[str, Any]:
+        """Size facts of a base model from its config (no weights loaded): ``hidden_size``,
+        ``num_hidden_layers``, ``vocab_size``, ``model_type``; used for the ``auto`` LR."""
+        config = Path(resolve_model(base_model, progress=self.progress).path) / "config.json"
+        data = json.loads(config.read_text()) if config.is_file() else {}
+        data = data.get("text_config", data)
+        keys = ("hidden_size", "num_hidden_layers", "vocab_size", "model_type")
+        return {k: data.get(k) for k in keys}
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
         models = [types.SupportedModel(model_name=name) for name in BUILTIN_MODELS]

@@ -1,0 +1,127 @@
+"""The run folder: where a run's config, state, events, rounds and reports live on disk.
+
+```
+<workspace>/runs/<run-id>/
+  config.yaml      the resolved config, as run
+  state.json       the loop's state machine (resume reads this)
+  events.jsonl     one line per step/phase
+  rounds/<k>/      plan.json, train.json, eval/<suite>.jsonl, analysis.json
+  checkpoints/     the backend's checkpoint folders (local engine)
+  summary.json, report.md
+```
+
+Every JSON file is written atomically (temp file + ``os.replace``), so a run killed at any
+moment leaves either the old or the new version, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evaltune.errors import EvaltuneError
+
+__all__ = ["RunDir", "write_json_atomic", "write_text_atomic"]
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:48] or "run"
+
+
+class RunDir:
+    """A run's folder. ``create`` makes a new one; ``open`` an existing one (for resume)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, workspace: Path, name: str) -> RunDir:
+        runs = workspace / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{_slug(name)}"
+        for i in range(1000):
+            path = runs / (base if i == 0 else f"{base}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise EvaltuneError(f"could not create a run folder under {runs}")
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        if not (path / "state.json").is_file():
+            raise EvaltuneError(
+                f"{path} is not an evaltune run folder (no state.json); pass the folder that "
+                "`evaltune run` printed, e.g. runs/20261121-101500-demo"
+            )
+        return cls(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def round_dir(self, k: int) -> Path:
+        path = self.path / "rounds" / str(k)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_json(self, relative: str, data: Any) -> Path:
+        path = self.path / relative
+        write_json_atomic(path, data)
+        return path
+
+    def read_json(self, relative: str) -> Any:
+        return json.loads((self.path / relative).read_text(encoding="utf-8"))
+
+    def write_text(self, relative: str, text: str) -> Path:
+        path = self.path / relative
+        write_text_atomic(path, text)
+        return path
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append one line to events.jsonl (one write call: a line is whole or absent)."""
+        line = json.dumps({"time": round(time.time(), 3), "event": kind, **fields}, default=str)
+        with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.path / "events.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        return out

@@ -1,0 +1,130 @@
+"""One supervised fine-tuning round: shuffled batches → forward_backward → optim_step.
+
+The round talks to a ``TrainingClient`` only, so it runs unchanged on the local engine and on
+Tinker. Each optimizer step takes ``grad_accum`` micro-batches of ``batch_size`` datums (all
+queued before waiting, as Tinker recommends); the loss reported per step is the mean NLL per
+weighted token. Batches come from a seeded shuffle of the whole dataset, epoch after epoch, so a
+round replayed after a crash sees exactly the same data.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tinker import types
+
+from evaltune.errors import EvaltuneError
+from evaltune.train.schedule import lr_at
+
+__all__ = ["SFTRoundResult", "StepMetrics", "batches", "run_sft_round"]
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int  # global, 1-based, across rounds
+    loss: float  # mean NLL per weighted token
+    lr: float
+    tokens: int  # input tokens this step
+    weighted_tokens: float
+    seconds: float
+    tokens_per_s: float
+    grad_norm: float | None = None
+
+    def to_event(self) -> dict[str, float | int | None]:
+        return {f"train/{k}": v for k, v in asdict(self).items()}
+
+
+@dataclass
+class SFTRoundResult:
+    steps: list[StepMetrics] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.steps[-1].loss if self.steps else None
+
+    @property
+    def mean_loss(self) -> float | None:
+        return sum(s.loss for s in self.steps) / len(self.steps) if self.steps else None
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.steps)
+
+    def summary(self) -> dict[str, float | int | None]:
+        seconds = sum(s.seconds for s in self.steps)
+        return {
+            "steps": len(self.steps),
+            "first_loss": self.steps[0].loss if self.steps else None,
+            "final_loss": self.final_loss,
+            "mean_loss": self.mean_loss,
+            "tokens": self.tokens,
+            "seconds": round(seconds, 3),
+            "tokens_per_s": round(self.tokens / seconds, 1) if seconds else None,
+        }
+
+
+def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless batches of indices: a fresh seeded shuffle per epoch, no partial batches
+    unless the dataset is smaller than one batch."""
+    if n == 0:
+        raise EvaltuneError("no training examples to train on")
+    rng = random.Random(seed)
+    size = min(batch_size, n)
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        for start in range(0, n - size + 1, size):
+            yield order[start : start + size]
+
+
+def run_sft_round(
+    training_client: Any,  # any TrainingClient: local or tinker
+    datums: Sequence[types.Datum],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    step_offset: int = 0,
+    grad_accum: int = 1,
+    schedule: str = "constant",
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    grad_clip_norm: float = 0.0,
+    on_step: Callable[[StepMetrics], None] | None = None,
+) -> SFTRoundResult:
+    """Train ``steps`` optimizer steps; ``step_offset`` numbers them after earlier rounds."""
+    result = SFTRoundResult()
+    feed = batches(len(datums), batch_size, seed)
+    for i in range(steps):
+        lr = lr_at(i, steps, learning_rate, schedule, warmup_steps)
+        start = time.perf_counter()
+        micro = [[datums[j] for j in next(feed)] for _ in range(grad_accum)]
+        pending = [training_client.forward_backward(b, "cross_entropy") for b in micro]
+        adam = types.AdamParams(
+            learning_rate=lr, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm
+        )
+        optim = training_client.optim_step(adam)
+        loss_sum = sum(f.result().metrics["loss:sum"] for f in pending)
+        optim_metrics = optim.result().metrics or {}
+        seconds = time.perf_counter() - start
+        weight = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for b in micro for d in b)
+        tokens = sum(d.model_input.length for b in micro for d in b)
+        metrics = StepMetrics(
+            step=step_offset + i + 1,
+            loss=loss_sum / max(weight, 1e-9),
+            lr=lr,
+            tokens=tokens,
+            weighted_tokens=weight,
+            seconds=round(seconds, 4),
+            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+            grad_norm=optim_metrics.get("grad_norm"),
+        )
+        result.steps.append(metrics)
+        if on_step:
+            on_step(metrics)
+    return result
