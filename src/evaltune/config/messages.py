@@ -1,0 +1,162 @@
+"""Plain-words descriptions of the schema: what a field expects, and how a value looks.
+
+Shared by the loader's error messages and the generated reference, so both say the same thing
+("an integer >= 1", "one of: local, tinker").
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types as at
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from evaltune.config.schema import RunConfig, did_you_mean
+
+__all__ = ["describe", "dotted", "field_at", "is_model", "show", "split_annotated", "suggest_field"]
+
+Loc = tuple[str | int, ...]
+
+
+def dotted(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as a user would write it: JSON-ish, double-quoted strings; a long list or
+    mapping is truncated (a string is not: it is often a path the user must recognise)."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, str):
+        return text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_annotated(ann: Any) -> tuple[Any, list[Any]]:
+    metadata: list[Any] = []
+    while get_origin(ann) is Annotated:
+        ann, *more = get_args(ann)
+        metadata = [*more, *metadata]
+    return ann, metadata
+
+
+def _members(ann: Any) -> tuple[list[Any], bool]:
+    """A union's members without None, and whether None was one."""
+    if get_origin(ann) in (Union, types.UnionType):
+        args = get_args(ann)
+        return [a for a in args if a is not type(None)], type(None) in args
+    return [ann], False
+
+
+def is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def field_at(loc: Loc) -> tuple[Any, FieldInfo | None]:
+    """The annotation at a RunConfig ``loc`` and the FieldInfo of its last named field.
+
+    ``(None, None)`` when ``loc`` leaves the schema; ``Any`` inside a free-form mapping."""
+    ann: Any = RunConfig
+    info: FieldInfo | None = None
+    for part in loc:
+        inner, _ = split_annotated(ann)
+        members, _ = _members(inner)
+        inner = members[0] if len(members) == 1 else inner
+        if is_model(inner):
+            if not isinstance(part, str) or part not in inner.model_fields:
+                return None, None
+            info = inner.model_fields[part]
+            ann = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        elif get_origin(inner) in (tuple, list) and isinstance(part, int):
+            ann = get_args(inner)[0]
+        elif get_origin(inner) is dict or inner is Any:
+            return Any, info
+        else:
+            return None, None
+    return ann, info
+
+
+def suggest_field(name: str, fields: list[str]) -> str:
+    """ "did you mean …?" from this section's fields, else from any section, else the choices."""
+    close = did_you_mean(name, fields)
+    if close:
+        return f"did you mean {close!r}?"
+    elsewhere = [dotted(loc) for loc in _all_field_locs() if loc[-1] == name]
+    if elsewhere:
+        return f"did you mean {elsewhere[0]!r}?"
+    return "expected one of: " + ", ".join(fields)
+
+
+def _all_field_locs(model: type[BaseModel] = RunConfig, prefix: Loc = ()) -> list[Loc]:
+    locs: list[Loc] = []
+    for name, info in model.model_fields.items():
+        locs.append((*prefix, name))
+        inner, _ = split_annotated(info.annotation)
+        if is_model(inner):
+            locs += _all_field_locs(inner, (*prefix, name))
+    return locs
+
+
+def describe(ann: Any, metadata: list[Any] | None = None) -> str:
+    """What a value of this annotation looks like, in words: "an integer >= 1"."""
+    ann, more = split_annotated(ann)
+    metadata = [*(metadata or []), *more]
+    members, nullable = _members(ann)
+    if len(members) > 1:
+        text = " or ".join(describe(m, metadata if i == 0 else None) for i, m in enumerate(members))
+    else:
+        text = _describe_one(members[0], metadata)
+    return f"{text} or null" if nullable else text
+
+
+def _describe_one(ann: Any, metadata: list[Any]) -> str:
+    if get_origin(ann) is Literal:
+        values = get_args(ann)
+        if len(values) == 1:
+            return json.dumps(values[0])
+        return "one of: " + ", ".join(str(v) for v in values)
+    if ann is bool:
+        return "true or false"
+    if ann is int:
+        return "an integer" + _bounds(metadata)
+    if ann is float:
+        return "a number" + _bounds(metadata)
+    if ann is str:
+        return "a non-empty string" if _min_len(metadata) else "a string"
+    if get_origin(ann) in (tuple, list):
+        item, _ = split_annotated(get_args(ann)[0])
+        return "a list of mappings" if is_model(item) else "a list of strings"
+    if get_origin(ann) is dict or is_model(ann):
+        return "a mapping"
+    return "a value"
+
+
+def _bounds(metadata: list[Any]) -> str:
+    low = high = None
+    for m in metadata:
+        for item in getattr(m, "metadata", [m]):  # FieldInfo inside Annotated carries its own
+            if isinstance(item, at.Ge):
+                low = ("[", ">=", item.ge)
+            elif isinstance(item, at.Gt):
+                low = ("(", ">", item.gt)
+            elif isinstance(item, at.Le):
+                high = ("]", "<=", item.le)
+            elif isinstance(item, at.Lt):
+                high = (")", "<", item.lt)
+    if low and high:
+        return f" in {low[0]}{low[2]}, {high[2]}{high[0]}"
+    if low or high:
+        bound = low or high
+        assert bound is not None
+        return f" {bound[1]} {bound[2]}"
+    return ""
+
+
+def _min_len(metadata: list[Any]) -> bool:
+    for m in metadata:
+        for item in getattr(m, "metadata", [m]):
+            if isinstance(item, at.MinLen) and item.min_length > 0:
+                return True
+    return False

@@ -1,0 +1,146 @@
+"""``docs/config-reference.md``, generated from the ``RunConfig`` model so it cannot drift.
+
+A test compares the committed file with ``render_reference()``; regenerate with
+``python -m evaltune.config --reference > docs/config-reference.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from evaltune.config.messages import describe, is_model, show, split_annotated
+from evaltune.config.schema import RunConfig
+from evaltune.config.seed import SEED_KEYS
+
+__all__ = ["render_reference"]
+
+_INTRO = """\
+# Config reference
+
+<!-- Generated from evaltune.config.RunConfig by `python -m evaltune.config --reference`.
+     Do not edit: tests/unit/test_config.py fails when this file and the model disagree. -->
+
+A run config is a YAML or JSON file validated into `evaltune.config.RunConfig`. Only `data` and
+`evals` are required; everything else has the default listed below.
+
+```yaml
+data:
+  train: data/train.jsonl
+evals:
+  - name: arithmetic
+    file: data/arithmetic.jsonl
+    threshold: 0.8
+```
+
+**Overrides.** `evaltune run run.yaml training.learning_rate=1e-4 evals.0.threshold=0.9
+data.train=[a.jsonl,b.jsonl]`: each `dotted.key=value` is applied before validation; the value
+is read as YAML (`1e-4` is a number, `[a, b]` a list, an empty value is null); list items are
+addressed by index. Overrides always use the keys below, also for a seed-format file.
+
+**Paths.** A relative path written in the config file (data files, eval files,
+`output.workspace`, a `base_model` written as `./folder`) is relative to the config file's
+folder (an unset `output.workspace` means the current directory when the run starts); a relative path given in an override is relative to the current directory. `~` is
+expanded. The loaded config holds absolute paths only, so the snapshot written to
+`runs/<run-id>/config.yaml` reproduces the run from any directory. Data and eval files must
+exist when the config is loaded. A `RunConfig` built in code resolves its paths with
+`config.resolve_paths(base_dir)`.
+
+**Errors.** Every problem is reported at once, one per line, as
+`<file>:<line>: <key path>: <what was expected>; found <value>`, for example
+`run.yaml:12: training.learning_rate: expected a number > 0 or "auto"; found "fast"`.
+Unknown keys are errors, with a suggestion (`lora.rnak: unknown field; did you mean 'rank'?`).
+
+**Secrets.** The Tinker API key is read from the environment variable named by
+`tinker.api_key_env`; a config holding a key (`api_key`, or a secret-looking key in `extras`)
+is rejected, so run snapshots never contain one.
+"""
+
+_SEED = """\
+## Seed format (`eval_loop_config.json`)
+
+The flat JSON of tinker-eval-loop is accepted: a config whose top level has `train_file` or
+`eval_tasks` is read in this format and mapped as below. Keys it does not set keep the defaults
+above (so `backend` is `local`; add the override `backend=tinker` to train on Tinker). Any other
+key is an error.
+
+| seed key | becomes |
+|---|---|
+{rows}
+
+- `eval_tasks` items are task names or objects `{{name, file (or path), threshold, grader, ...}}`
+  with any `evals[]` key. A name maps to a suite whose file is `<name>.jsonl` next to the config
+  and whose suite name is the name's last `/` part with other characters replaced by `_`
+  (`inspect_evals/ifeval` → suite `ifeval`, file `inspect_evals/ifeval.jsonl`).
+- `eval_threshold` becomes the threshold of every target suite that does not set its own.
+- `renderer_name`: `role_colon`, `plain`, `chat_template` and `auto` (or `default`) map to
+  themselves; chat renderer names of tinker-cookbook (`llama3`, `qwen3`, `gemma3`, `deepseekv3`,
+  `gpt_oss_*`, `kimi_k2`, ...) map to `chat_template`; anything else is an error.
+- `evalops_*` keys are kept in `extras`: recorded in the run snapshot, used by nothing.
+- `train_file` and `eval_tasks` are required.
+"""
+
+
+def render_reference() -> str:
+    parts = [_INTRO]
+    parts += _sections(RunConfig, "Top level", "")
+    rows = "\n".join(f"| `{key}` | `{target}` |" for key, target in SEED_KEYS.items())
+    parts.append(_SEED.format(rows=rows))
+    return "\n".join(parts)
+
+
+def _sections(model: type[BaseModel], title: str, anchor_key: str) -> list[str]:
+    doc = inspect.cleandoc(model.__doc__ or "")
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for name, info in model.model_fields.items():
+        sub = _sub_model(info)
+        key = f"{anchor_key}{name}"
+        if sub is not None:
+            is_list = get_origin(split_annotated(info.annotation)[0]) is tuple
+            nested.append((f"{key}[]" if is_list else key, sub))
+        rows.append(
+            f"| `{name}` | {_cell(_type(info, sub))} | {_cell(_default(info))} | "
+            f"{_cell(info.description or '')} |"
+        )
+    out = [f"## {title} (`{model.__name__}`)\n\n{doc}\n\n" + "\n".join(rows) + "\n"]
+    for key, sub in nested:
+        out += _sections(sub, f"`{key}`", f"{key}.")
+    return out
+
+
+def _sub_model(info: FieldInfo) -> type[BaseModel] | None:
+    ann, _ = split_annotated(info.annotation)
+    if get_origin(ann) is tuple:
+        ann, _ = split_annotated(get_args(ann)[0])
+    return ann if is_model(ann) else None
+
+
+def _type(info: FieldInfo, sub: type[BaseModel] | None) -> str:
+    if sub is not None:
+        kind = "list of mappings" if get_origin(info.annotation) is tuple else "mapping"
+        return f"{kind} (`{sub.__name__}`, below)"
+    text = describe(info.annotation, list(info.metadata))
+    return text.removeprefix("a ").removeprefix("an ")
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        value: Any = info.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return "(section defaults)"
+    elif info.default is PydanticUndefined:
+        return "**required**"
+    else:
+        value = info.default
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{show(value)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

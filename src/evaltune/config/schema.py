@@ -1,0 +1,456 @@
+"""The typed run config: ``RunConfig`` and its sections, the one place run defaults live.
+
+Every model is frozen and forbids unknown keys; every field carries a ``description`` because
+``docs/config-reference.md`` is generated from them. Validation can be given a context
+(paths are made absolute before validation, by ``map_paths``):
+
+- ``check_files``: when true, data and eval files must exist (``load_config`` turns it on);
+- ``graders``: the grader names to accept (default ``GRADERS``), so the evals package can own
+  the list later without this module importing it.
+
+Cross-field rules are field validators that read earlier fields (``info.data``), so each error
+lands on the field to fix: a target suite without a threshold errors at ``evals.N.threshold``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+__all__ = [
+    "GRADERS",
+    "DataConfig",
+    "EvalSuiteConfig",
+    "FieldError",
+    "LoopConfig",
+    "LoraConfig",
+    "OutputConfig",
+    "RunConfig",
+    "TinkerConfig",
+    "TrainingConfig",
+    "did_you_mean",
+    "map_paths",
+]
+
+GRADERS: tuple[str, ...] = ("exact", "normalized", "numeric", "contains", "regex", "choice")
+"""Grader names a suite may use; the evals package will own this list (pass ``graders=``)."""
+
+# extras keys that look like credentials (not "max_tokens": only a trailing "_token")
+_SECRET_KEY = re.compile(r"api_?key|secret|passw(or)?d|(^|_)token$", re.IGNORECASE)
+
+
+class FieldError(ValueError):
+    """A validator's error aimed at a sub-path (``loc``), optionally hiding the value found.
+
+    ``expected`` is the "what was expected" half of the message; the loader adds where and what
+    was found. ``found`` overrides the value shown; ``hide_found`` shows none (secrets).
+    """
+
+    UNSET: Any = object()
+
+    def __init__(
+        self,
+        expected: str,
+        *,
+        loc: tuple[str | int, ...] = (),
+        found: Any = UNSET,
+        hide_found: bool = False,
+    ) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.loc = loc
+        self.found = found
+        self.hide_found = hide_found
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+def _existing_file(value: str, info: ValidationInfo) -> str:
+    if _context(info).get("check_files") and not Path(value).is_file():
+        raise FieldError("an existing file")
+    return value
+
+
+def _model_ref(value: str, info: ValidationInfo) -> str:
+    if _context(info).get("check_files") and _is_local_model(value) and not Path(value).is_dir():
+        raise FieldError("an existing model folder")
+    return value
+
+
+def _wrap_one(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+DataFile = Annotated[str, Field(min_length=1), AfterValidator(_existing_file)]
+FileList = Annotated[tuple[DataFile, ...], BeforeValidator(_wrap_one), Field(strict=False)]
+
+
+class _Section(BaseModel):
+    # strict: a YAML/JSON source has real types, so "8" for an integer or `yes` for a number is
+    # a mistake worth reporting rather than coercing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class TinkerConfig(_Section):
+    """How to reach Tinker when `backend: tinker`. The API key is never stored in a config."""
+
+    base_url: str | None = Field(
+        None,
+        description="Tinker service URL; null uses the SDK's default (Thinking Machines). Point it "
+        "at `evaltune serve` to train on your own GPU box.",
+    )
+    api_key_env: str = Field(
+        "TINKER_API_KEY",
+        description="Name of the environment variable holding the API key (the key itself never "
+        "goes in a config file, so run snapshots hold no secrets).",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            # Never echo the value: a pasted key is the usual cause.
+            raise FieldError(
+                "the NAME of an environment variable (letters, digits, _), not the key itself",
+                hide_found=True,
+            )
+        return value
+
+
+class LoraConfig(_Section):
+    """The LoRA adapter that is trained (same meaning on both backends)."""
+
+    rank: int = Field(16, ge=1, description="LoRA rank (adapter width).")
+    train_mlp: bool = Field(True, description="Put adapters on the MLP projections.")
+    train_attn: bool = Field(True, description="Put adapters on the attention projections.")
+    train_unembed: bool = Field(True, description="Put an adapter on the unembedding (LM head).")
+
+
+class DataConfig(_Section):
+    """Training data and where targeted examples may come from. Files are JSONL."""
+
+    train: FileList = Field(
+        min_length=1,
+        description="Training files (JSONL). A single string is accepted as a one-item list.",
+    )
+    validation: FileList = Field(
+        (), description="Held-out files for validation NLL after each round."
+    )
+    pool: FileList = Field(
+        (),
+        description="Candidate examples the loop may add in later rounds (targeted data); never "
+        "trained on unless selected.",
+    )
+    renderer: Literal["auto", "chat_template", "role_colon", "plain"] = Field(
+        "auto",
+        description="How examples become tokens: the tokenizer's `chat_template`, `role_colon` "
+        "text (User:/Assistant:), `plain` prompt+completion, or `auto` (chat template if the "
+        "tokenizer has one, else role_colon).",
+    )
+    max_seq_len: int = Field(
+        512, ge=8, description="Longest token sequence trained on; longer examples are truncated."
+    )
+
+
+class TrainingConfig(_Section):
+    """Optimizer and schedule of each round's training."""
+
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
+    steps_per_round: int = Field(10, ge=1, description="Optimizer steps in each round.")
+    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description='Peak learning rate, or `"auto"`: chosen by the trainer from the model size '
+        "(hidden size) with the documented LoRA heuristic. The config keeps the literal "
+        '`"auto"`; the resolved value is recorded in the run.',
+    )
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate shape within a round, after warmup."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps at the start of a round.")
+    grad_accum: int = Field(
+        1, ge=1, description="Micro-batches accumulated per optimizer step (memory vs. speed)."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    grad_clip_norm: float = Field(0.0, ge=0, description="Gradient norm clip; 0 turns it off.")
+    seed: int = Field(0, description="Seed for adapter init, data order and sampling.")
+
+    @field_validator("learning_rate", mode="wrap")
+    @classmethod
+    def _lr(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # One message instead of one per member of the union.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise FieldError('a number > 0 or "auto"') from None
+
+
+class EvalSuiteConfig(_Section):
+    """One evaluation suite: a JSONL file, how answers are graded, and what counts as passing."""
+
+    name: str = Field(
+        description="Suite name (letters, digits, `_`, `-`); used in metric keys "
+        "(`eval/<name>/<metric>`) and file names."
+    )
+    file: DataFile = Field(description="The suite's items (JSONL).")
+    role: Literal["target", "guard"] = Field(
+        "target",
+        description="`target`: the loop trains until it reaches `threshold`. `guard`: must not "
+        "drop more than `tolerance` below the baseline; a candidate that breaks one is never "
+        "promoted.",
+    )
+    grader: str = Field(
+        "normalized",
+        description="How a response is scored against the reference: "
+        + ", ".join(f"`{g}`" for g in GRADERS)
+        + ".",
+    )
+    pattern: str | None = Field(
+        None,
+        validate_default=True,
+        description="Regular expression for the `regex` grader (required there, rejected "
+        "elsewhere); must compile.",
+    )
+    metric: str = Field("accuracy", description="The metric compared with `threshold`.")
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        validate_default=True,
+        description="Pass mark for the metric, in [0, 1]; required for a target suite.",
+    )
+    tolerance: float = Field(
+        0.0, ge=0, description="Guards: the allowed drop below the baseline score."
+    )
+    max_tokens: int = Field(64, ge=1, description="Longest sampled answer, in tokens.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate only the first N items (null: all)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+            raise FieldError("a name of letters, digits, '_' and '-' (e.g. 'arithmetic')")
+        return value
+
+    @field_validator("grader")
+    @classmethod
+    def _grader(cls, value: str, info: ValidationInfo) -> str:
+        graders = tuple(_context(info).get("graders") or GRADERS)
+        if value not in graders:
+            close = did_you_mean(value, graders)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise FieldError("one of: " + ", ".join(graders) + hint)
+        return value
+
+    @field_validator("pattern", mode="after")
+    @classmethod
+    def _pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        grader = info.data.get("grader")
+        if value is None:
+            if grader == "regex":
+                raise FieldError("a regular expression: the regex grader needs a `pattern`")
+            return value
+        if grader is not None and grader != "regex":
+            raise FieldError(f"no pattern: only the regex grader uses one (grader is {grader!r})")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise FieldError(
+                f"a valid regular expression ({exc.msg} at position {exc.pos})"
+            ) from None
+        return value
+
+    @field_validator("threshold", mode="after")
+    @classmethod
+    def _threshold(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None and info.data.get("role") == "target":
+            raise FieldError(
+                "a number in [0, 1]: a target suite needs a threshold (or set role: guard)"
+            )
+        return value
+
+
+class LoopConfig(_Section):
+    """When rounds continue and when they stop."""
+
+    max_rounds: int = Field(3, ge=1, description="Training rounds at most (after the baseline).")
+    lr_decay: float = Field(
+        1.0, gt=0, le=1, description="Learning rate multiplier applied after each round."
+    )
+    stop_on_target: bool = Field(
+        True, description="Stop as soon as every target suite meets its threshold."
+    )
+    plateau_rounds: int = Field(
+        0, ge=0, description="Stop after this many rounds without improvement; 0 turns it off."
+    )
+    min_improvement: float = Field(
+        0.0, ge=0, description="Smallest gain in a target metric that counts as improvement."
+    )
+    eval_baseline: bool = Field(
+        True, description="Evaluate the base model first (round 0); guards compare against it."
+    )
+
+
+class OutputConfig(_Section):
+    """Where the run is recorded."""
+
+    workspace: str | None = Field(
+        None,
+        min_length=1,
+        description="Folder holding `runs/<run-id>/` and the model registry; null: the current "
+        "directory when the run starts. A relative path is relative to the config file's folder.",
+    )
+    run_name: str | None = Field(
+        None,
+        description="Prefix of the run id (null: the loop derives one from the first training "
+        "file's name).",
+    )
+
+
+class RunConfig(_Section):
+    """A whole run of the evaluation loop (top level of the config file)."""
+
+    base_model: str = Field(
+        "gemma-3-270m",
+        min_length=1,
+        description="Model to fine-tune: a built-in alias, a Hugging Face id, or a local folder "
+        "(write it as `./folder` or an absolute path; `./` is relative to the config file).",
+    )
+    backend: Literal["local", "tinker"] = Field(
+        "local",
+        description="`local` trains in-process with PyTorch + PEFT; `tinker` uses the Tinker "
+        "service (see `tinker`).",
+    )
+    tinker: TinkerConfig = Field(
+        default_factory=TinkerConfig, description="Tinker connection (used when backend: tinker)."
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter shape.")
+    data: DataConfig = Field(description="Data files and rendering.")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="Optimizer settings per round."
+    )
+    evals: Annotated[tuple[EvalSuiteConfig, ...], Field(strict=False)] = Field(
+        min_length=1, description="Evaluation suites: at least one, with unique names."
+    )
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds and stop rules.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    extras: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Recorded in the run snapshot but unused: the `evalops_*` keys of the seed "
+        "format land here. Secret-looking keys (api_key, secret, password, *_token) are "
+        "rejected.",
+    )
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model(cls, value: str, info: ValidationInfo) -> str:
+        return _model_ref(value, info)
+
+    @field_validator("evals")
+    @classmethod
+    def _unique_names(cls, suites: tuple[EvalSuiteConfig, ...]) -> tuple[EvalSuiteConfig, ...]:
+        first: dict[str, int] = {}
+        for i, suite in enumerate(suites):
+            if suite.name in first:
+                raise FieldError(
+                    f"a unique suite name (evals.{first[suite.name]}.name is also {suite.name!r})",
+                    loc=(i, "name"),
+                    found=suite.name,
+                )
+            first[suite.name] = i
+        return suites
+
+    @field_validator("extras")
+    @classmethod
+    def _no_secrets(cls, extras: dict[str, Any]) -> dict[str, Any]:
+        for key in extras:
+            if _SECRET_KEY.search(str(key)):
+                raise FieldError(
+                    "a non-secret value (keep secrets in environment variables)",
+                    loc=(key,),
+                    hide_found=True,
+                )
+        return extras
+
+    def resolve_paths(self, base_dir: str | Path) -> RunConfig:
+        """A copy with every relative path (data, eval files, workspace, ``./`` model) made
+        absolute against ``base_dir``; for configs built in code (``load_config`` does this)."""
+        data = map_paths(self.model_dump(), Path(base_dir).absolute())
+        graders = set(GRADERS) | {s.grader for s in self.evals}
+        return RunConfig.model_validate(data, context={"graders": graders})
+
+
+def did_you_mean(value: object, choices: Collection[str]) -> str | None:
+    """The choice closest to a typo, if any is close enough."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _is_local_model(value: str) -> bool:
+    return value.startswith(("./", "../", "~", "/")) or value in (".", "..")
+
+
+# Which raw-config values are paths: "file" a path, "files" a path or a list of them, "model" a
+# path only when written like one (./x, ../x, ~/x), [spec] a list whose items follow spec.
+_PATH_SPEC: dict[str, Any] = {
+    "base_model": "model",
+    "data": {"train": "files", "validation": "files", "pool": "files"},
+    "evals": [{"file": "file"}],
+    "output": {"workspace": "file"},
+}
+
+
+def _absolute_path(value: str, base_dir: Path) -> str:
+    """``value`` with ``~`` expanded, joined to ``base_dir`` when relative, normalised."""
+    path = Path(value).expanduser()
+    return os.path.normpath(path if path.is_absolute() else base_dir / path)
+
+
+def map_paths(data: Any, base_dir: Path, loc: tuple[str | int, ...] = ()) -> Any:
+    """Raw config ``data`` (found at ``loc`` of a whole config) with its relative paths made
+    absolute against ``base_dir``. Values of the wrong type are left for validation to report."""
+    spec: Any = _PATH_SPEC
+    for part in loc:
+        if isinstance(spec, dict) and isinstance(part, str):
+            spec = spec.get(part)
+        elif isinstance(spec, list) and isinstance(part, int):
+            spec = spec[0]
+        elif spec == "files" and isinstance(part, int):
+            spec = "file"
+        else:
+            return data
+    return _map(spec, data, base_dir)
+
+
+def _map(spec: Any, value: Any, base_dir: Path) -> Any:
+    if isinstance(spec, dict) and isinstance(value, dict):
+        return {k: _map(spec.get(k), v, base_dir) for k, v in value.items()}
+    if isinstance(spec, list) and isinstance(value, list | tuple):
+        return [_map(spec[0], item, base_dir) for item in value]
+    if spec == "files" and isinstance(value, list | tuple):
+        return [_map("file", item, base_dir) for item in value]
+    if spec in ("file", "files") and isinstance(value, str) and value:
+        return _absolute_path(value, base_dir)
+    if spec == "model" and isinstance(value, str) and _is_local_model(value):
+        return _absolute_path(value, base_dir)
+    return value
