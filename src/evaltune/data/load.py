@@ -1,0 +1,207 @@
+"""Data files → validated ``Example``s: the file formats, text decoding and error reporting.
+
+Formats, chosen by suffix: ``.jsonl`` (one JSON object per line; blank lines skipped), ``.json``
+(a list of records, or ``{"data": [...]}``), ``.csv`` (a header row, then one record per row) and
+``.parquet`` (one record per row; needs ``pyarrow``). What a record may look like is owned by
+``records``.
+
+Each record is located as ``PATH:POS`` in messages and in ``Example.source``. ``POS`` is the
+1-based line for JSONL and CSV (the line a CSV row starts on), ``item N`` for the N-th element of
+a JSON list and ``row N`` for a Parquet row (both 0-based, as array indices are). A record without
+an ``id`` gets ``NAME:POS`` (file name, not the full path, so ids stay stable when the data moves).
+
+A file is read to the end even when records are bad: every problem (the first ``MAX_PROBLEMS`` of
+them are listed) is raised as one ``DataError``, so a user fixes a file in one pass. A UTF-8 byte
+order mark is accepted silently; other non-UTF-8 bytes are reported with their line and offset.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from evaltune.data.example import Example
+from evaltune.data.records import check_record
+from evaltune.errors import DataError
+
+__all__ = ["MAX_PROBLEMS", "SUPPORTED_SUFFIXES", "default_id", "load_examples", "load_many"]
+
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+MAX_PROBLEMS = 20
+
+Rows = list[tuple[str, Any]]  # (position in the file, the raw record)
+
+
+def load_examples(path: str | Path) -> list[Example]:
+    """Every record of one data file as an ``Example``; a ``DataError`` lists every problem."""
+    return load_many([path])
+
+
+def load_many(paths: Iterable[str | Path]) -> list[Example]:
+    """The examples of several files, in order; problems from all of them in one ``DataError``."""
+    examples: list[Example] = []
+    problems: list[str] = []
+    for path in map(Path, paths):
+        examples += _load(path, problems)
+    if problems:
+        raise DataError(_summarise(problems))
+    return examples
+
+
+def default_id(source: str) -> str:
+    """The id given to a record without one: its file name and position (``train.jsonl:7``)."""
+    path, _, pos = source.rpartition(":")
+    return f"{Path(path).name}:{pos}"
+
+
+def _load(path: Path, problems: list[str]) -> list[Example]:
+    readers = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        choices = ", ".join(SUPPORTED_SUFFIXES)
+        raise DataError(f"{path}: unknown data file type '{path.suffix}'; use one of: {choices}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    before = len(problems)
+    rows = reader(path, problems)
+    if not rows and len(problems) == before:
+        problems.append(f"{path}: file is empty; expected at least one record")
+    examples: list[Example] = []
+    first_seen: dict[str, str] = {}
+    for pos, record in rows:
+        source = f"{path}:{pos}"
+        if not isinstance(record, dict):
+            problems.append(f"{source}: expected a JSON object (a record); found {_kind(record)}")
+            continue
+        example = check_record(
+            record, source=source, default_id=default_id(source), problems=problems
+        )
+        if example is None:
+            continue
+        if example.id in first_seen:
+            problems.append(
+                f"{source}: duplicate id '{example.id}' (first at {first_seen[example.id]}); "
+                "ids must be unique within a file"
+            )
+            continue
+        first_seen[example.id] = pos
+        examples.append(example)
+    return examples
+
+
+def _jsonl(path: Path, problems: list[str]) -> Rows:
+    text = _read_text(path, problems)
+    rows: Rows = []
+    for number, line in enumerate((text or "").split("\n"), start=1):
+        if not line.strip():
+            continue  # blank lines (and a trailing newline) are not records
+        try:
+            rows.append((str(number), json.loads(line)))
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{number}: invalid JSON at column {e.colno}: {e.msg}")
+    return rows
+
+
+def _json(path: Path, problems: list[str]) -> Rows:
+    text = _read_text(path, problems)
+    if text is None or not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        problems.append(f"{path}:{e.lineno}: invalid JSON at column {e.colno}: {e.msg}")
+        return []
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        problems.append(
+            f"{path}: expected a list of records or an object with a 'data' list; "
+            f"found {_kind(data)}"
+        )
+        return []
+    return [(f"item {i}", record) for i, record in enumerate(data)]
+
+
+def _csv(path: Path, problems: list[str]) -> Rows:
+    text = _read_text(path, problems)
+    if text is None or not text.strip():
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: Rows = []
+    header: list[str] | None = None
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            problems.append(f"{path}:{start}: unreadable CSV row: {e}")
+            break
+        if not values:
+            continue  # a blank line
+        if header is None:
+            header = [name.strip() for name in values]
+            continue
+        if len(values) != len(header):
+            problems.append(
+                f"{path}:{start}: row has {len(values)} values; the header has "
+                f"{len(header)} columns ({', '.join(header)})"
+            )
+            continue
+        rows.append((str(start), dict(zip(header, values, strict=True))))
+    return rows
+
+
+def _parquet(path: Path, problems: list[str]) -> Rows:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from e
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several types for a bad file
+        problems.append(f"{path}: not a readable Parquet file: {e}")
+        return []
+    return [(f"row {i}", record) for i, record in enumerate(records)]
+
+
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    """The file as text: UTF-8, with a byte order mark dropped; None (and problems) otherwise."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    offset = 0
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad = line[e.start]
+            problems.append(
+                f"{path}:{number}: not valid UTF-8 (byte 0x{bad:02x} at byte offset "
+                f"{offset + e.start}); re-encode the file as UTF-8, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`"
+            )
+        offset += len(line) + 1
+    return None
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _summarise(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    shown = problems[:MAX_PROBLEMS]
+    lines = [f"{len(problems)} problems in the data:", *(f"  {p}" for p in shown)]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"  ... and {len(problems) - MAX_PROBLEMS} more")
+    return "\n".join(lines)
