@@ -1,0 +1,145 @@
+"""Application evaluation: examples → rendered prompts → one batched round of sampling → graded
+records → ``EvalResult``.
+
+It sees only the SamplingClient contract (``sample`` returning a future), so the same function
+evaluates the local engine and Tinker. Every ``sample`` call is submitted before any result is
+awaited: the local engine coalesces concurrent requests into one batched decode and Tinker runs
+them in parallel, whereas waiting on each in turn would sample one prompt at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from tinker import types
+
+from evaltune.data.example import Example, Message
+from evaltune.data.renderers import Renderer
+from evaltune.errors import DataError, EvalError
+from evaltune.evals.graders import Grader
+from evaltune.evals.result import EvalResult, SampleRecord, is_correct
+
+__all__ = ["Sampler", "evaluate_examples", "prompt_text", "sampling_stop"]
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Future(Protocol[T_co]):
+    def result(self, timeout: float | None = None) -> T_co: ...
+
+
+class Sampler(Protocol):
+    """The part of a SamplingClient (local or Tinker) an application eval uses."""
+
+    def sample(
+        self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams
+    ) -> _Future[types.SampleResponse]: ...
+
+
+def prompt_text(messages: Sequence[Message]) -> str:
+    """A prompt as a person reads it: a lone user turn is its text; a longer conversation is
+    ``role: content`` turns separated by blank lines."""
+    if len(messages) == 1 and messages[0].role == "user":
+        return messages[0].content
+    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+
+
+def sampling_stop(stops: Sequence[str | int]) -> list[str] | list[int]:
+    """``stops`` as ``SamplingParams.stop`` accepts them: all strings or all token ids.
+
+    A renderer may mix both (``role_colon``: EOS and ``"\\n\\nUser:"``), which Tinker's type
+    refuses. A mixed list keeps its strings: the local engine always ends at EOS, and
+    ``parse_response`` cuts at the token ids in any case, so the graded text is the same; only
+    where a backend does not stop at EOS by itself would a few wasted tokens be sampled.
+    """
+    strings = [s for s in stops if isinstance(s, str)]
+    if strings:
+        return strings
+    return [int(s) for s in stops]
+
+
+def evaluate_examples(
+    sampling_client: Sampler,
+    examples: Sequence[Example],
+    renderer: Renderer,
+    grader: Grader,
+    *,
+    suite: str,
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    model_path: str | None = None,
+    suite_hash: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Sample one answer per example, grade it against ``example.completion``, aggregate.
+
+    Records keep the examples' order. ``progress(done, total)`` is called after each result is
+    collected (in order), so it advances once the batch starts returning.
+    """
+    if not examples:
+        raise EvalError(f"suite {suite!r} has no examples to evaluate")
+    stop = sampling_stop(renderer.stop_sequences)
+    params = types.SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop or None
+    )
+    futures = [sampling_client.sample(_prompt(ex, renderer, suite), 1, params) for ex in examples]
+    records: list[SampleRecord] = []
+    for done, (example, future) in enumerate(zip(examples, futures, strict=True), 1):
+        records.append(_grade(example, _collect(future, example, suite), renderer, grader))
+        if progress is not None:
+            progress(done, len(examples))
+    sampling: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+        "num_samples": 1,
+        "stop": stop,
+    }
+    return EvalResult.from_records(
+        suite, records, model_path=model_path, sampling=sampling, suite_hash=suite_hash
+    )
+
+
+def _prompt(example: Example, renderer: Renderer, suite: str) -> types.ModelInput:
+    try:
+        return types.ModelInput.from_ints(renderer.render_prompt(example.prompt_messages))
+    except DataError as exc:
+        where = example.source or f"example {example.id!r}"
+        raise EvalError(f"suite {suite!r}: cannot render the prompt of {where}: {exc}") from exc
+
+
+def _collect(
+    future: _Future[types.SampleResponse], example: Example, suite: str
+) -> types.SampledSequence:
+    try:
+        response = future.result()
+    except EvalError:
+        raise
+    except Exception as exc:
+        raise EvalError(
+            f"suite {suite!r}: sampling failed for example {example.id!r} "
+            f"({example.source or 'no source'}): {exc}"
+        ) from exc
+    return response.sequences[0]
+
+
+def _grade(
+    example: Example, sequence: types.SampledSequence, renderer: Renderer, grader: Grader
+) -> SampleRecord:
+    response = renderer.parse_response(sequence.tokens)
+    target = example.completion
+    grade = grader(response, target, example)
+    return SampleRecord(
+        id=example.id,
+        prompt=prompt_text(example.prompt_messages),
+        response=response,
+        target=target,
+        score=grade.score,
+        correct=is_correct(grade.score),
+        tags=tuple(example.tags),
+        detail=grade.detail,
+        stop_reason=str(sequence.stop_reason),
+        num_tokens=len(sequence.tokens),
+    )
