@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evaltune.backends.local import checkpoint_folder
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.evals import EvalResult, evaluate_examples, validation_nll
 from evaltune.loop.context import RunContext, Suite, build_context
@@ -30,7 +31,7 @@ STATE = "state.json"
 
 def start_run(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
     """Create the run folder with its config snapshot and an initial state."""
-    workspace = Path(cfg.output.workspace or ".")
+    workspace = Path(cfg.output.workspace) if cfg.output.workspace else Path.cwd()
     run = RunDir.create(workspace, cfg.output.run_name or Path(cfg.data.train[0]).stem)
     run.write_text("config.yaml", dump_config(cfg))
     run.write_json(
@@ -210,12 +211,17 @@ class _Loop:
         )
         self.state["global_step"] += t.steps_per_round
         self.state["last_state_path"] = state_path
+        checkpoint = {"state": state_path, "sampler": sampler_path}
+        if self.cfg.backend == "local":  # where the PEFT adapter folder is, for the report
+            checkpoint["sampler_folder"] = str(
+                checkpoint_folder(sampler_path, self.run.checkpoints)
+            )
         return {
             "round": k,
             "phase": "trained",
             "lr": lr,
             "train": result.summary(),
-            "checkpoint": {"state": state_path, "sampler": sampler_path},
+            "checkpoint": checkpoint,
             "evals": {},
             "val_nll": None,
         }

@@ -1,0 +1,138 @@
+"""Decisions between rounds: are the targets met, should the loop stop, what comes next, and
+which round is the best. Pure functions on plain data (round records as dicts), so every rule
+is testable without a model.
+
+A round record holds ``evals``: ``{suite: {"metrics": {metric: value, ...}, ...}}``. A *target*
+is met when the suite's metric reaches its threshold; a *guard* holds when its metric has not
+dropped more than ``tolerance`` below the baseline (round 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Decision",
+    "SuiteRule",
+    "choose_best",
+    "decide_next",
+    "guards_hold",
+    "target_score",
+    "targets_met",
+]
+
+Round = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SuiteRule:
+    name: str
+    metric: str
+    role: str  # "target" | "guard"
+    threshold: float | None = None
+    tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    stop: bool
+    reason: str  # target_met | max_rounds | plateau | continue
+    next_lr: float | None = None
+    note: str = ""
+
+
+def _metric(round_: Round, rule: SuiteRule) -> float | None:
+    suite = round_.get("evals", {}).get(rule.name)
+    if not suite:
+        return None
+    value = suite.get("metrics", {}).get(rule.metric)
+    return None if value is None else float(value)
+
+
+def targets_met(round_: Round, rules: Sequence[SuiteRule]) -> bool:
+    targets = [r for r in rules if r.role == "target"]
+    if not targets:
+        return False
+    for rule in targets:
+        value = _metric(round_, rule)
+        if value is None or rule.threshold is None or value < rule.threshold - 1e-12:
+            return False
+    return True
+
+
+def guards_hold(round_: Round, baseline: Round | None, rules: Sequence[SuiteRule]) -> bool:
+    if baseline is None:
+        return True
+    for rule in rules:
+        if rule.role != "guard":
+            continue
+        now, base = _metric(round_, rule), _metric(baseline, rule)
+        if now is not None and base is not None and now < base - rule.tolerance - 1e-12:
+            return False
+    return True
+
+
+def target_score(round_: Round, rules: Sequence[SuiteRule]) -> float:
+    """Mean of the target metrics (0 when none were measured): what "better" means."""
+    values = [_metric(round_, r) for r in rules if r.role == "target"]
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else 0.0
+
+
+def decide_next(
+    rounds: Sequence[Round],
+    rules: Sequence[SuiteRule],
+    *,
+    max_rounds: int,
+    lr: float,
+    lr_decay: float,
+    stop_on_target: bool = True,
+    plateau_rounds: int = 0,
+    min_improvement: float = 0.0,
+) -> Decision:
+    """What to do after the last of ``rounds`` (round 0 = baseline, if present)."""
+    last = rounds[-1]
+    k = int(last["round"])
+    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    if stop_on_target and k > 0 and targets_met(last, rules) and guards_hold(last, baseline, rules):
+        return Decision(True, "target_met", note=f"round {k} met every target")
+    if k >= max_rounds:
+        return Decision(True, "max_rounds", note=f"reached max_rounds={max_rounds}")
+    trained = [r for r in rounds if r["round"] > 0]
+    if plateau_rounds and len(trained) > plateau_rounds:
+        best_before = max(target_score(r, rules) for r in trained[:-plateau_rounds])
+        recent = max(target_score(r, rules) for r in trained[-plateau_rounds:])
+        if recent < best_before + min_improvement:
+            return Decision(
+                True,
+                "plateau",
+                note=f"no gain of {min_improvement} in the last {plateau_rounds} rounds",
+            )
+    next_lr = lr * lr_decay
+    note = f"train round {k + 1}"
+    if lr_decay != 1.0:
+        note += f" with lr {lr:.3g} → {next_lr:.3g} (decay {lr_decay})"
+    return Decision(False, "continue", next_lr=next_lr, note=note)
+
+
+def choose_best(rounds: Sequence[Round], rules: Sequence[SuiteRule]) -> Round | None:
+    """The best trained round: targets met first, then guards held, then target score, then
+    lower validation loss, then the earlier round."""
+    trained = [r for r in rounds if r["round"] > 0 and r.get("evals")]
+    if not trained:
+        return None
+    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+
+    def key(r: Round) -> tuple[bool, bool, float, float, int]:
+        val = r.get("val_nll")
+        return (
+            targets_met(r, rules),
+            guards_hold(r, baseline, rules),
+            target_score(r, rules),
+            -(val if val is not None else float("inf")),
+            -int(r["round"]),
+        )
+
+    return max(trained, key=key)
