@@ -1,13 +1,14 @@
 """The ``evaltune`` command line.
 
-A user's mistake (an ``EvaltuneError``) prints as one red line and exits 2 (usage/config) or
-1 (runtime) without a traceback; ``--debug`` re-raises it for a full traceback.
+A user's mistake (an ``EvaltuneError``) prints as one red line and exits 2 (usage/config/data)
+or 1 (runtime) without a traceback; ``--debug`` re-raises it for a full traceback.
 """
 
 from __future__ import annotations
 
-import sys
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -21,10 +22,19 @@ app = typer.Typer(
     help="Evaluation-driven LoRA fine-tuning: train, evaluate, find failures, retrain.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 console = Console(stderr=True)
+out = Console()
 T = TypeVar("T")
 _state = {"debug": False}
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Dotted overrides applied before validation, e.g. training.learning_rate=1e-4"
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -53,6 +63,130 @@ def guarded(fn: Callable[[], T]) -> T:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         code = 2 if isinstance(exc, ConfigError | DataError) else 1
         raise typer.Exit(code) from None
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/]: the run folder keeps every completed phase; "
+            "continue with `evaltune resume RUN_FOLDER`"
+        )
+        raise typer.Exit(130) from None
+
+
+def _run_config(config: Path, overrides: list[str] | None) -> Path:
+    from evaltune.cli.reporter import RichReporter
+    from evaltune.config import load_config
+    from evaltune.loop import run_loop
+
+    cfg = load_config(config, overrides or ())
+    with RichReporter(console) as reporter:
+        run = run_loop(cfg, reporter)
+    out.print(f"run folder: {run.path.resolve()}")
+    return run.path
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path, typer.Argument(help="Run config (YAML, JSON, or the seed eval_loop_config.json).")
+    ],
+    overrides: Overrides = None,
+) -> None:
+    """Run the evaluation-driven loop: baseline, then train/evaluate/decide until a stop rule."""
+    guarded(lambda: _run_config(config, overrides))
+
+
+@app.command()
+def demo(overrides: Overrides = None) -> None:
+    """Run the embedded demo (five QA topics on Gemma 3 270M) into ./runs/."""
+    from evaltune.demo import DEMO_CONFIG
+
+    guarded(lambda: _run_config(DEMO_CONFIG, overrides))
+
+
+@app.command()
+def resume(
+    run_folder: Annotated[
+        Path, typer.Argument(help="A run folder, e.g. runs/20261121-101500-demo.")
+    ],
+) -> None:
+    """Continue a stopped run from its last completed phase."""
+    from evaltune.cli.reporter import RichReporter
+    from evaltune.loop import resume_run
+
+    def go() -> None:
+        with RichReporter(console) as reporter:
+            run = resume_run(run_folder, reporter)
+        out.print(f"run folder: {run.path.resolve()}")
+
+    guarded(go)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path, typer.Argument(help="Run config; uses its base_model, lora, data and training.")
+    ],
+    overrides: Overrides = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (default: training.steps_per_round).")
+    ] = None,
+) -> None:
+    """One SFT run on data.train: train loss per step, validation loss before and after."""
+    from evaltune.cli.oneshot import train_once
+
+    guarded(lambda: train_once(config, overrides or (), steps, console, out))
+
+
+@app.command(name="eval")
+def eval_(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Base model (alias, folder, HF id) or a checkpoint folder / tinker:// path."
+        ),
+    ],
+    suite: Annotated[Path, typer.Option(help="JSONL/JSON/CSV/Parquet test set.")],
+    grader: Annotated[
+        str, typer.Option(help="exact, normalized, numeric, contains, regex, choice.")
+    ] = "normalized",
+    pattern: Annotated[str | None, typer.Option(help="Regex for the regex grader.")] = None,
+    renderer: Annotated[str, typer.Option(help="auto, chat_template, role_colon, plain.")] = "auto",
+    max_tokens: Annotated[int, typer.Option(help="Tokens to sample per answer.")] = 64,
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model of a checkpoint that does not name it.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write per-sample results here (JSONL).")
+    ] = None,
+) -> None:
+    """Evaluate a model or checkpoint on one test set and print accuracy per tag."""
+    from evaltune.cli.oneshot import eval_once
+
+    guarded(
+        lambda: eval_once(
+            model, suite, grader, pattern, renderer, max_tokens, base_model, output, console, out
+        )
+    )
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create (must be empty or new).")],
+) -> None:
+    """Write a starter config and sample data (the demo's) into DIRECTORY."""
+    from evaltune.demo import DEMO_DIR
+
+    def go() -> None:
+        if directory.exists() and any(directory.iterdir()):
+            raise ConfigError(f"{directory} is not empty; choose a new folder for evaltune init")
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "train.jsonl", "pool.jsonl", "eval.jsonl"):
+            shutil.copyfile(DEMO_DIR / name, directory / name)
+        out.print(
+            f"wrote {directory}/config.yaml and sample data; next: "
+            f"evaltune run {directory}/config.yaml"
+        )
+
+    guarded(go)
 
 
 @app.command()
@@ -67,9 +201,7 @@ def models() -> None:
     for alias, description in BUILTIN_MODELS.items():
         cached = (default_cache_dir() / "models" / alias / MARKER).is_file()
         table.add_row(alias, description, "yes" if cached else "no (converted on first use)")
-    Console().print(table)
-    print("Also accepted: a local folder with config.json, or a Hugging Face id (needs network).")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    out.print(table)
+    out.print(
+        "Also accepted: a local folder with config.json, or a Hugging Face id (needs network)."
+    )
