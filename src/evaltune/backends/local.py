@@ -51,7 +51,6 @@ __all__ = [
 T = TypeVar("T")
 URI_PREFIX = "tinker://"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DEFAULT_MAX_TOKENS = 256
 
 
 def default_checkpoint_dir() -> Path:
@@ -106,7 +105,7 @@ def _then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BackendError(
             f"checkpoint name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
             "(at most 128 characters, not starting with '.')"
@@ -362,18 +361,21 @@ class TrainingClient:
         return self._service.create_sampling_client(model_path=model_path)
 
     def load_state(self, path: str):
-        """Replace this adapter's weights with a checkpoint's (optimizer untouched)."""
+        """Replace this adapter's weights with a checkpoint's; the optimizer starts fresh."""
         return self._load(path, with_optimizer=False)
 
     def load_state_with_optimizer(self, path: str):
+        """Replace this adapter's weights and AdamW state with a ``save_state`` checkpoint's."""
         return self._load(path, with_optimizer=True)
 
     def _load(self, path: str, with_optimizer: bool):
         folder = checkpoint_folder(path, self._service.checkpoint_dir)
 
         def run() -> types.LoadWeightsResponse:
-            self._engine.release(self._slot)
-            self._slot = self._engine.load_training_slot(folder, with_optimizer)
+            # Load into a new slot first: if the checkpoint is bad, this client keeps its weights.
+            new = self._engine.load_training_slot(folder, with_optimizer)
+            old, self._slot = self._slot, new
+            self._engine.release(old)
             return types.LoadWeightsResponse(path=path)
 
         return self._submit(run)
@@ -417,13 +419,15 @@ def _sample_spec(prompt: list[int], num_samples: int, params: types.SamplingPara
     stop_tokens: list[int] = []
     if isinstance(stop, str):
         stop_strings = [stop]
-    elif stop:
+    elif stop is not None:
         for s in stop:
             (stop_strings if isinstance(s, str) else stop_tokens).append(s)  # type: ignore[arg-type]
     return SampleSpec(
         prompt=prompt,
         num_samples=num_samples,
-        max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
+        max_tokens=params.max_tokens,
+        # Tinker: stop=None keeps the implicit EOS stop; stop=[] disables every stop, EOS too.
+        ignore_eos=stop is not None and not isinstance(stop, str) and len(stop) == 0,
         temperature=params.temperature,
         top_k=params.top_k,
         top_p=params.top_p,

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from peft import PeftModel
+from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
@@ -161,10 +162,13 @@ class Engine:
         model.set_adapter(slot, inference_mode=not train)
         yield model
 
-    def create_training_slot(self, spec: lora.LoraSpec) -> str:
-        """A new trainable adapter (B initialised to zero: it starts as the base model)."""
+    def create_training_slot(self, spec: lora.LoraSpec, config: LoraConfig | None = None) -> str:
+        """A new trainable adapter (B initialised to zero: it starts as the base model).
+
+        ``config`` (an adapter's own PEFT config) overrides the targets ``spec`` would choose.
+        """
         name = f"t{next(self._ids)}"
-        config = lora.lora_config(self.model, spec)
+        config = config or lora.lora_config(self.model, spec)
         self.model = lora.add_adapter(self.model, name, config, seed=spec.seed)
         params = lora.adapter_parameters(self.model, name)
         optimizer = torch.optim.AdamW(
@@ -183,9 +187,17 @@ class Engine:
     def release(self, name: str) -> None:
         """Drop a slot and its optimizer state (its checkpoints on disk stay)."""
         self._train.pop(name, None)
-        if isinstance(self.model, PeftModel) and name in self.model.peft_config:
-            with contextlib.suppress(ValueError):
-                self.model.delete_adapter(name)
+        model = self.model
+        if not isinstance(model, PeftModel) or name not in model.peft_config:
+            return
+        if len(model.peft_config) == 1:
+            # PEFT cannot live with zero adapters (its active adapter would dangle): take the
+            # LoRA layers out and go back to the plain base model.
+            self.model = model.unload()
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*was active which is now deleted.*")
+            model.delete_adapter(name)
 
     # -- training ---------------------------------------------------------------------------
     def forward(
@@ -248,14 +260,16 @@ class Engine:
 
     def load_training_slot(self, folder: Path, with_optimizer: bool) -> str:
         meta = read_checkpoint_meta(folder)
-        spec = lora.LoraSpec(**meta["lora"]) if meta else _spec_from_peft(folder)
+        config = lora.read_adapter_config(folder)
+        spec = lora.LoraSpec(**meta["lora"]) if meta else lora.LoraSpec(rank=int(config.r))
         if with_optimizer and not (folder / OPTIMIZER_FILE).is_file():
             raise EngineError(
                 f"{folder} has no optimizer state ({OPTIMIZER_FILE}); it was saved with "
                 "save_weights_for_sampler. Use create_training_client_from_state (weights only) "
                 "or a checkpoint from save_state"
             )
-        name = self.create_training_slot(spec)
+        # The checkpoint's own PEFT config: targets exactly the modules its weights belong to.
+        name = self.create_training_slot(spec, config)
         lora.load_adapter_weights(self.model, name, folder)
         state = self._train[name]
         state.step = int(meta.get("step", 0)) if meta else 0
@@ -297,17 +311,6 @@ def read_checkpoint_meta(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
-
-
-def _spec_from_peft(folder: Path) -> lora.LoraSpec:
-    config = lora.read_adapter_config(folder)
-    targets = str(config.target_modules)
-    return lora.LoraSpec(
-        rank=int(config.r),
-        train_attn="self_attn" in targets or "attn" in targets,
-        train_mlp="mlp" in targets,
-        train_unembed="lm_head" in targets,
-    )
 
 
 _ENGINES: dict[tuple[str, str, str], Engine] = {}

@@ -108,7 +108,7 @@ def _check_items(items: Sequence[ForwardItem], loss_fn: str, vocab_size: int) ->
         if n == 0:
             raise EngineError(f"datum {i}: model_input is empty")
         if "weights" not in item.inputs and loss_fn == "cross_entropy":
-            item.inputs["weights"] = torch.ones(n)
+            item.inputs = {**item.inputs, "weights": torch.ones(n)}  # the caller's dict stays as is
         for key in required:
             if key not in item.inputs:
                 raise EngineError(

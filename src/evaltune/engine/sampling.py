@@ -15,7 +15,7 @@ gives the same samples whatever else is in the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from transformers import DynamicCache
@@ -29,13 +29,14 @@ __all__ = ["SampleSpec", "Sampled", "sample_batch"]
 class SampleSpec:
     prompt: list[int]
     num_samples: int = 1
-    max_tokens: int = 64
+    max_tokens: int | None = 64  # None: up to DEFAULT_MAX_TOKENS, within the model's context
     temperature: float = 1.0
     top_k: int = -1
     top_p: float = 1.0
     stop_tokens: list[int] = field(default_factory=list)
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False  # run past the model's end-of-sequence tokens
 
 
 @dataclass
@@ -54,7 +55,19 @@ class _Row:
     stop_reason: str | None = None
 
 
+DEFAULT_MAX_TOKENS = 256
+
+
+def _with_budget(spec: SampleSpec, max_len: int | None) -> SampleSpec:
+    """Fill in an unset ``max_tokens``: the default, cut to what the context has room for."""
+    if spec.max_tokens is not None:
+        return spec
+    room = (max_len - len(spec.prompt)) if max_len else DEFAULT_MAX_TOKENS
+    return replace(spec, max_tokens=max(1, min(DEFAULT_MAX_TOKENS, room)))
+
+
 def _check(spec: SampleSpec, vocab: int, max_len: int | None) -> None:
+    assert spec.max_tokens is not None
     if not spec.prompt:
         raise EngineError("sample needs a non-empty prompt")
     if spec.num_samples < 1:
@@ -114,13 +127,13 @@ def _choose(logits: torch.Tensor, rows: Sequence[_Row]) -> tuple[list[int], list
 
 def _stopped(row: _Row, tokenizer, eos: set[int]) -> str | None:
     last = row.tokens[-1]
-    if last in eos or last in row.spec.stop_tokens:
+    if (last in eos and not row.spec.ignore_eos) or last in row.spec.stop_tokens:
         return "stop"
     if row.spec.stop_strings:
         text = tokenizer.decode(row.tokens, skip_special_tokens=False)
         if any(s in text for s in row.spec.stop_strings):
             return "stop"
-    if len(row.tokens) >= row.spec.max_tokens:
+    if len(row.tokens) >= (row.spec.max_tokens or 0):
         return "length"
     return None
 
@@ -146,6 +159,7 @@ def sample_batch(
     config = model.config
     vocab = model.get_output_embeddings().weight.shape[0]
     max_len = getattr(config, "max_position_embeddings", None)
+    specs = [_with_budget(spec, max_len) for spec in specs]
     for spec in specs:
         _check(spec, vocab, max_len)
     device = model.get_output_embeddings().weight.device

@@ -14,8 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import evaltune.engine.forward as fwd
-from evaltune.engine import ForwardItem, LoraSpec
-from evaltune.engine import lora
+from evaltune.engine import ForwardItem, LoraSpec, lora
 from evaltune.engine.forward import run_forward, sequence_logprobs
 from evaltune.errors import EngineError
 
@@ -128,8 +127,9 @@ def test_sequence_logprobs_packs_and_keeps_order(model) -> None:
 def test_target_logprobs_equal_full_softcapped_logits(peft_model, backward: bool) -> None:
     # With backward and mixed weights, both the no-grad and the with-grad projection are used.
     seqs = _sequences(_vocab(peft_model))
-    out = run_forward(peft_model, _items(seqs, _mixed_weights(seqs)), "cross_entropy", None,
-                      backward=backward)
+    out = run_forward(
+        peft_model, _items(seqs, _mixed_weights(seqs)), "cross_entropy", None, backward=backward
+    )
     for seq, lp in zip(seqs, out.logprobs, strict=True):
         with torch.no_grad():
             direct = _direct_logprobs(peft_model, seq)
@@ -144,7 +144,9 @@ def test_softcap_is_applied(model, monkeypatch: pytest.MonkeyPatch) -> None:
     capped = run_forward(model, _items(seqs), "cross_entropy", None, backward=False)
     monkeypatch.setattr(model.config, "final_logit_softcapping", None)
     uncapped = run_forward(model, _items(seqs), "cross_entropy", None, backward=False)
-    diff = max(float((a - b).abs().max()) for a, b in zip(capped.logprobs, uncapped.logprobs))
+    diff = max(
+        float((a - b).abs().max()) for a, b in zip(capped.logprobs, uncapped.logprobs, strict=True)
+    )
     assert diff > 1e-4
 
 
