@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Gemma-3-shaped model with random weights and a small BPE tokenizer, as a HF folder."""
     from tiny import write_tiny_model  # imports torch: only for the tests that need a model
+
     return write_tiny_model(tmp_path_factory.mktemp("tiny-gemma"))
 
 

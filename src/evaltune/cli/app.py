@@ -24,8 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: never break a line (paths, choices) at 80 columns when output is not a terminal.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 T = TypeVar("T")
 _state = {"debug": False}
 
@@ -127,7 +128,8 @@ def train(
     ],
     overrides: Overrides = None,
     steps: Annotated[
-        int | None, typer.Option(help="Optimizer steps (default: training.steps_per_round).")
+        int | None,
+        typer.Option(min=1, help="Optimizer steps (default: training.steps_per_round)."),
     ] = None,
 ) -> None:
     """One SFT run on data.train: train loss per step, validation loss before and after."""
@@ -176,6 +178,8 @@ def init(
     from evaltune.demo import DEMO_DIR
 
     def go() -> None:
+        if directory.exists() and not directory.is_dir():
+            raise ConfigError(f"{directory} is a file; give evaltune init a new folder name")
         if directory.exists() and any(directory.iterdir()):
             raise ConfigError(f"{directory} is not empty; choose a new folder for evaltune init")
         directory.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from evaltune.backends.local import ServiceClient
 from evaltune.cli.reporter import RichReporter
 from evaltune.config import dump_config, load_config
 from evaltune.data import get_renderer, load_many
-from evaltune.errors import EvalError
+from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import EvalResult, compute_suite_hash, evaluate_examples, make_grader
 from evaltune.evals import validation_nll as nll_of
 from evaltune.loop.context import build_context
@@ -25,6 +25,17 @@ __all__ = ["eval_once", "print_result", "train_once"]
 
 def _is_checkpoint(model: str) -> bool:
     return model.startswith("tinker://") or (Path(model) / "adapter_config.json").is_file()
+
+
+def _checkpoint_dir_of(model: str) -> Path | None:
+    """For a ``tinker://<model_id>/...`` path from a run's report: the run's checkpoints folder
+    (searched under ./runs), else None (the default checkpoint folder)."""
+    if not model.startswith("tinker://"):
+        return None
+    model_id = model[len("tinker://") :].split("/")[0]
+    for folder in sorted(Path.cwd().glob(f"runs/*/checkpoints/{model_id}")):
+        return folder.parent
+    return None
 
 
 def print_result(result: EvalResult, out: Console) -> None:
@@ -56,8 +67,14 @@ def eval_once(
     if not examples:
         raise EvalError(f"{suite} has no items to evaluate")
     options = {"pattern": pattern} if pattern else {}
-    grade = make_grader(grader, **options)
-    service = ServiceClient(progress=lambda msg: console.print(msg, highlight=False))
+    try:
+        grade = make_grader(grader, **options)
+    except EvalError as exc:  # a wrong --grader/--pattern is a usage error (exit 2)
+        raise ConfigError(str(exc)) from None
+    service = ServiceClient(
+        checkpoint_dir=_checkpoint_dir_of(model),
+        progress=lambda msg: console.print(msg, highlight=False),
+    )
     if _is_checkpoint(model):
         sampler = service.create_sampling_client(model_path=model, base_model=base_model).result()
     else:

@@ -288,8 +288,10 @@ class _Loop:
         self.state["best_round"] = best["round"] if best else None
         self.state["status"] = "finished"
         self.state["finished_at"] = time.time()
-        self.save()
+        # Summary and report first, state last: a kill in between leaves the run resumable
+        # (status still "running" on disk with its stop_reason set), and resume finishes it.
         write_summary(self.run, self.cfg, self.state, self.ctx)
+        self.save()
         self.run.event(
             "run_finished",
             stop_reason=self.state["stop_reason"],

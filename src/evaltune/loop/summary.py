@@ -85,7 +85,7 @@ def render_report(summary: dict[str, Any]) -> str:
         train = rd.get("train") or {}
         row = [
             "baseline" if rd["round"] == 0 else str(rd["round"]),
-            _fmt(rd.get("lr"), 2),
+            "–" if rd.get("lr") is None else f"{rd['lr']:.3g}",
             _fmt(train.get("steps")),
             _fmt(train.get("final_loss")),
         ]

@@ -111,8 +111,16 @@ class RunDir:
     def event(self, kind: str, **fields: Any) -> None:
         """Append one line to events.jsonl (one write call: a line is whole or absent)."""
         line = json.dumps({"time": round(time.time(), 3), "event": kind, **fields}, default=str)
-        with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        path = self.path / "events.jsonl"
+        with open(path, "a+b") as f:
+            # A kill mid-write can leave a last line without its newline: start a fresh line so
+            # this event is not glued onto the fragment (events() skips the fragment).
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write((line + "\n").encode("utf-8"))
 
     def events(self) -> list[dict[str, Any]]:
         path = self.path / "events.jsonl"
