@@ -261,7 +261,7 @@ def test_resume_before_round_2_trains(
     assert state["status"] == "running"
     assert [(r["round"], r["phase"]) for r in state["rounds"]] == [(0, "evaluated"), (1, "decided")]
     assert state["global_step"] == 3
-    assert state["lr"] == pytest.approx(5e-3)
+    assert state["plan"]["lr"] == pytest.approx(5e-3)
     assert step_numbers(run) == [1, 2, 3]
 
     reporter = Recorder()
@@ -294,7 +294,7 @@ def test_resume_after_round_2_was_trained(
 
     reporter = Recorder()
     resume_run(run.path, reporter)
-    assert not any("training" in m for m in reporter.messages)  # round 2 is not retrained
+    assert not any("· training" in m for m in reporter.messages)  # round 2 is not retrained
     assert reporter.started == ["round 2 · eval qa"]
     assert step_numbers(run) == [1, 2, 3, 4, 5, 6]
     assert [e["round"] for e in run.events() if e["event"] == "eval"] == [0, 1, 2]

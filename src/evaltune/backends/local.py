@@ -153,12 +153,13 @@ class ServiceClient:
         return get_engine(base_model, self.device, self.dtype, progress=self.progress)
 
     def model_facts(self, base_model: str) -> dict[str, Any]:
-        """Size facts of a base model from its config (no weights loaded): ``hidden_size``,
-        ``num_hidden_layers``, ``vocab_size``, ``model_type``; used for the ``auto`` LR."""
+        """Size facts of a base model from its config (no weights loaded): widths, layer and
+        head counts, vocabulary; used for the ``auto`` LR and the LoRA capacity check."""
         config = Path(resolve_model(base_model, progress=self.progress).path) / "config.json"
         data = json.loads(config.read_text()) if config.is_file() else {}
         data = data.get("text_config", data)
-        keys = ("hidden_size", "num_hidden_layers", "vocab_size", "model_type")
+        keys = ("hidden_size", "num_hidden_layers", "vocab_size", "model_type",
+                "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size")
         return {k: data.get(k) for k in keys}
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:

@@ -307,6 +307,8 @@ def _expected(err: ErrorDetails, loc: Loc) -> str:
     kind = err["type"]
     ann, info = field_at(loc)
     wanted = describe(ann) if ann is not None else None
+    if kind == "value_error":  # a validator's own sentence says it best
+        return err["msg"].removeprefix("Value error, ")
     if kind == "missing":
         note = ""
         if info is not None and info.description:

@@ -290,8 +290,51 @@ class EvalSuiteConfig(_Section):
         return value
 
 
+POLICIES = ("lr_decay", "capacity", "more_steps", "bayes")
+
+
+class SelectionConfig(_Section):
+    """Which pool examples join the training data after each round (`data.pool`)."""
+
+    strategy: Literal["none", "targeted", "random"] = Field(
+        "none",
+        description="`targeted`: pool items of the weakest tags and most similar to the failed "
+        "eval prompts; `random`: a random sample of the same size (a baseline to compare with); "
+        "`none`: train on `data.train` only.",
+    )
+    budget: int = Field(12, ge=1, description="Pool examples added per round at most.")
+    similarity: Literal["auto", "embedding", "tfidf"] = Field(
+        "auto",
+        description="How failed prompts and pool items are compared: `embedding` "
+        "(all-MiniLM-L6-v2, shipped on PyPI), `tfidf`, or `auto` (embedding when installed).",
+    )
+    tag_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of a pool item's score from its tag's weakness; the rest is its "
+        "similarity to failed eval prompts.",
+    )
+
+
+class BudgetConfig(_Section):
+    """Hard limits for a whole run; reaching one stops the loop (`stop_reason: budget`)."""
+
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps over all rounds.")
+    max_tokens: int | None = Field(None, ge=1, description="Training tokens over all rounds.")
+    max_seconds: float | None = Field(None, gt=0, description="Wall time of the run, seconds.")
+
+
+class BayesConfig(_Section):
+    """The opt-in `bayes` policy: an Optuna TPE search over the learning rate across rounds."""
+
+    lr_min_factor: float = Field(0.2, gt=0, description="Lowest LR tried, × the starting LR.")
+    lr_max_factor: float = Field(2.0, gt=0, description="Highest LR tried, × the starting LR.")
+    seed: int = Field(0, description="Sampler seed, for reproducible suggestions.")
+
+
 class LoopConfig(_Section):
-    """When rounds continue and when they stop."""
+    """When rounds continue, what changes between them, and when they stop."""
 
     max_rounds: int = Field(3, ge=1, description="Training rounds at most (after the baseline).")
     lr_decay: float = Field(
@@ -309,6 +352,52 @@ class LoopConfig(_Section):
     eval_baseline: bool = Field(
         True, description="Evaluate the base model first (round 0); guards compare against it."
     )
+    policies: Annotated[tuple[str, ...], Field(strict=False)] = Field(
+        ("lr_decay",),
+        description="Hyperparameter policies applied between rounds, in order: `lr_decay` "
+        "(× `lr_decay`), `capacity` (double the LoRA rank when its parameters are fewer than the "
+        "training completion tokens), `more_steps` (× `steps_growth` while validation loss "
+        "falls), `bayes` (Optuna search over the learning rate).",
+    )
+    steps_growth: float = Field(
+        1.5,
+        ge=1,
+        description="`more_steps`: factor on steps per round while validation loss falls.",
+    )
+    max_steps_per_round: int = Field(
+        200, ge=1, description="`more_steps`: ceiling on steps per round."
+    )
+    max_rank: int = Field(128, ge=1, description="`capacity`: ceiling on the LoRA rank.")
+    guard_backoff: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="After a round breaks a guard: restart from the best round so far with the "
+        "learning rate × this factor.",
+    )
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig, description="Targeted data selection from the pool."
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="Run-wide limits on steps, tokens and time."
+    )
+    bayes: BayesConfig = Field(
+        default_factory=BayesConfig, description="Settings of the `bayes` policy."
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in POLICIES:
+                hint = did_you_mean(name, POLICIES)
+                raise ValueError(
+                    f"policies from: {', '.join(POLICIES)}; {name!r} is not one"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("each policy at most once")
+        return value
 
 
 class OutputConfig(_Section):

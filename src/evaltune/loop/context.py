@@ -25,9 +25,11 @@ from evaltune.data import (
     to_datum,
     token_stats,
 )
+from evaltune.data.dedup import normalise_text
 from evaltune.errors import ConfigError
 from evaltune.evals import Grader, compute_suite_hash, make_grader
 from evaltune.loop.decide import SuiteRule
+from evaltune.loop.select import clean_pool
 from evaltune.train import auto_learning_rate
 
 __all__ = ["RunContext", "Suite", "build_context", "make_service"]
@@ -53,8 +55,17 @@ class RunContext:
     validation: list[types.Datum]
     suites: list[Suite]
     learning_rate: float
+    pool: list[Example] = field(default_factory=list)  # eval items already removed
+    max_seq_len: int = 512
+    completion_tokens: int = 0  # in data.train, for the LoRA capacity check
+    facts: dict[str, Any] = field(default_factory=dict)  # model sizes, when the backend knows
     notes: list[str] = field(default_factory=list)  # what data checks found, for the report
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, examples: list[Example]) -> list[types.Datum]:
+        """Training datums for ``examples`` (those with no completion token left are skipped)."""
+        rendered = (self.renderer.render_example(e, self.max_seq_len) for e in examples)
+        return [to_datum(r) for r in rendered if any(r.weights[1:])]
 
     @property
     def rules(self) -> list[SuiteRule]:
@@ -71,11 +82,10 @@ def make_service(cfg: RunConfig, checkpoint_dir: Path, progress: Callable[[str],
     )
 
 
-def _learning_rate(cfg: RunConfig, service: Any) -> float:
+def _learning_rate(cfg: RunConfig, facts: dict[str, Any]) -> float:
     lr = cfg.training.learning_rate
     if lr != "auto":
         return float(lr)
-    facts = service.model_facts(cfg.base_model) if hasattr(service, "model_facts") else {}
     hidden = facts.get("hidden_size")
     if not hidden:
         raise ConfigError(
@@ -125,34 +135,47 @@ def build_context(
             f"dropped {overlap.removed} training examples whose prompt is also in an eval suite"
         )
     validation = load_many(cfg.data.validation) if cfg.data.validation else []
+    pool: list[Example] = []
+    if cfg.data.pool:
+        pool, _ = dedupe(load_many(cfg.data.pool))
+        pool, contaminated = clean_pool(pool, all_eval)
+        if contaminated:
+            notes.append(
+                f"removed {len(contaminated)} pool examples that are eval items "
+                f"(same id or prompt): {', '.join(contaminated[:5])}"
+            )
+        train_prompts = {normalise_text(e.prompt) for e in train}
+        pool = [e for e in pool if normalise_text(e.prompt) not in train_prompts]
     max_len = cfg.data.max_seq_len
     stats = token_stats(train, renderer, max_len)
     if stats.truncated:
         notes.append(f"{stats.truncated} training examples truncated to {max_len} tokens")
-    rendered = [renderer.render_example(e, max_len) for e in train]
-    train_datums = [to_datum(r) for r in rendered if any(r.weights[1:])]
-    if not train_datums:
+    facts = service.model_facts(cfg.base_model) if hasattr(service, "model_facts") else {}
+    ctx = RunContext(
+        service=service,
+        tokenizer=tokenizer,
+        renderer=renderer,
+        train=[],
+        validation=[],
+        suites=suites,
+        learning_rate=_learning_rate(cfg, facts),
+        pool=pool,
+        max_seq_len=max_len,
+        completion_tokens=int(stats.completion_tokens),
+        facts=facts,
+        notes=notes,
+        stats={
+            "train_examples": len(train),
+            "validation_examples": len(validation),
+            "pool_examples": len(pool),
+            "tokens": stats.summary(),
+        },
+    )
+    ctx.train = ctx.render(train)
+    if not ctx.train:
         raise ConfigError(
             "no training example has completion tokens left after rendering; check data.train "
             "and data.max_seq_len"
         )
-    val_datums = [
-        to_datum(r)
-        for r in (renderer.render_example(e, max_len) for e in validation)
-        if any(r.weights[1:])
-    ]
-    return RunContext(
-        service=service,
-        tokenizer=tokenizer,
-        renderer=renderer,
-        train=train_datums,
-        validation=val_datums,
-        suites=suites,
-        learning_rate=_learning_rate(cfg, service),
-        notes=notes,
-        stats={
-            "train_examples": len(train_datums),
-            "validation_examples": len(val_datums),
-            "tokens": stats.__dict__ if hasattr(stats, "__dict__") else str(stats),
-        },
-    )
+    ctx.validation = ctx.render(validation)
+    return ctx

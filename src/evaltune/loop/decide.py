@@ -9,7 +9,7 @@ dropped more than ``tolerance`` below the baseline (round 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ class SuiteRule:
 @dataclass(frozen=True)
 class Decision:
     stop: bool
-    reason: str  # target_met | max_rounds | plateau | continue
+    reason: str  # target_met | max_rounds | budget | plateau | continue
     next_lr: float | None = None
     note: str = ""
 
@@ -91,8 +91,14 @@ def decide_next(
     stop_on_target: bool = True,
     plateau_rounds: int = 0,
     min_improvement: float = 0.0,
+    spent: Mapping[str, float] | None = None,
+    limits: Mapping[str, float | None] | None = None,
 ) -> Decision:
-    """What to do after the last of ``rounds`` (round 0 = baseline, if present)."""
+    """What to do after the last of ``rounds`` (round 0 = baseline, if present).
+
+    ``spent`` and ``limits`` share the keys ``steps``, ``tokens``, ``seconds``: the run stops
+    with ``budget`` once any limit is reached.
+    """
     last = rounds[-1]
     k = int(last["round"])
     baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
@@ -100,6 +106,10 @@ def decide_next(
         return Decision(True, "target_met", note=f"round {k} met every target")
     if k >= max_rounds:
         return Decision(True, "max_rounds", note=f"reached max_rounds={max_rounds}")
+    for key, limit in (limits or {}).items():
+        used = (spent or {}).get(key, 0.0)
+        if limit is not None and used >= limit:
+            return Decision(True, "budget", note=f"spent {used:g} {key} of a budget of {limit:g}")
     trained = [r for r in rounds if r["round"] > 0]
     if plateau_rounds and len(trained) > plateau_rounds:
         best_before = max(target_score(r, rules) for r in trained[:-plateau_rounds])

@@ -1,8 +1,9 @@
-"""What a run leaves for people: per-round analysis, ``summary.json`` and ``report.md``.
+"""What a run leaves for people: ``summary.json`` and ``report.md``.
 
-The analysis compares each suite's per-tag accuracy with the previous round and with the
-baseline; the summary gathers rounds, decisions, the stop reason and the best checkpoint with
-its evidence; the report renders the same as Markdown tables a person can read.
+The summary gathers rounds, decisions, data selections, failure analyses, the stop reason and
+the best checkpoint with its evidence; the report renders the same as Markdown a person can
+read: a per-round table, per-tag accuracy across rounds, which tags were weak and which pool
+examples were added for them, and how the model failed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from evaltune.config import RunConfig
 from evaltune.loop.decide import SuiteRule, target_score
 from evaltune.tracking import RunDir
 
-__all__ = ["analyse_round", "render_report", "write_summary"]
+__all__ = ["render_report", "write_summary"]
 
 Round = dict[str, Any]
 
@@ -26,35 +27,21 @@ def _tag_acc(round_: Round | None, suite: str) -> dict[str, float]:
     return {tag: float(v["accuracy"]) for tag, v in per_tag.items()}
 
 
-def analyse_round(rounds: Sequence[Round], rules: Sequence[SuiteRule]) -> dict[str, Any]:
-    """Per suite and tag: accuracy now, change vs the previous round and vs the baseline,
-    and the weakest tags (lowest accuracy first)."""
-    last = rounds[-1]
-    prev = rounds[-2] if len(rounds) > 1 else None
-    base = rounds[0] if rounds[0]["round"] == 0 else None
-    out: dict[str, Any] = {"round": last["round"], "suites": {}}
-    for rule in rules:
-        now = _tag_acc(last, rule.name)
-        before, baseline = _tag_acc(prev, rule.name), _tag_acc(base, rule.name)
-        tags = {
-            tag: {
-                "accuracy": acc,
-                "vs_previous": None if tag not in before else round(acc - before[tag], 4),
-                "vs_baseline": None if tag not in baseline else round(acc - baseline[tag], 4),
-            }
-            for tag, acc in sorted(now.items())
-        }
-        weakest = sorted(now, key=lambda t: (now[t], t))[:3]
-        out["suites"][rule.name] = {"tags": tags, "weakest_tags": weakest}
-    return out
-
-
 def _fmt(x: Any, digits: int = 3) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
         return f"{x:.{digits}f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
     return str(x)
+
+
+def _analyses(run: RunDir, rounds: Sequence[Round]) -> dict[str, Any]:
+    out = {}
+    for rd in rounds:
+        path = run.path / "rounds" / str(rd["round"]) / "analysis.json"
+        if path.is_file():
+            out[str(rd["round"])] = run.read_json(f"rounds/{rd['round']}/analysis.json")
+    return out
 
 
 def render_report(summary: dict[str, Any]) -> str:
@@ -113,6 +100,7 @@ def render_report(summary: dict[str, Any]) -> str:
         for tag in tags:
             vals = [_fmt(_tag_acc(rd, r.name).get(tag)) for rd in summary["rounds"]]
             lines.append(f"| {tag} | " + " | ".join(vals) + " |")
+    lines += _selection_section(summary) + _failure_section(summary)
     lines += ["", "## Decisions", ""]
     for rd in summary["rounds"]:
         if rd.get("decision"):
@@ -121,6 +109,51 @@ def render_report(summary: dict[str, Any]) -> str:
                 f"{rd['decision'].get('note', '')}"
             )
     return "\n".join(lines) + "\n"
+
+
+def _selection_section(summary: dict[str, Any]) -> list[str]:
+    picks = [rd for rd in summary["rounds"] if rd.get("selection")]
+    if not picks:
+        return []
+    lines = ["", "## Data selection", ""]
+    for rd in picks:
+        sel = rd["selection"]
+        weak = ", ".join(f"{t} ({1 - sel['weakness'][t]:.2f})" for t in sel["weak_tags"])
+        lines.append(
+            f"After round {rd['round']} ({sel['strategy']}"
+            + (f", {sel['method']} similarity" if sel.get("method") else "")
+            + f"): weakest tags {weak or '–'}; added {len(sel['added'])} pool examples:"
+        )
+        lines.append("")
+        lines += ["| id | tags | prompt | score |", "|---|---|---|---|"]
+        for item in sel["added"]:
+            prompt = item["prompt"].replace("|", "\\|")[:80]
+            lines.append(
+                f"| {item['id']} | {', '.join(item['tags'])} | {prompt} | {item['score']:.3f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _failure_section(summary: dict[str, Any]) -> list[str]:
+    analyses = summary.get("analyses") or {}
+    rows = []
+    for k, analysis in sorted(analyses.items(), key=lambda kv: int(kv[0])):
+        for suite, a in analysis.get("suites", {}).items():
+            if "error_types" in a:
+                kinds = ", ".join(f"{n} {t}" for t, n in a["error_types"].items() if n)
+                top = a.get("clusters") or []
+                cluster = (
+                    f"largest cluster: {top[0]['size']} × e.g. “{top[0]['examples'][0]}”"
+                    if top
+                    else ""
+                )
+                label = "baseline" if int(k) == 0 else f"round {k}"
+                rows.append(
+                    f"- {label} · {suite}: {a['failures']} failures ({kinds or 'none'})"
+                    + (f"; {cluster}" if cluster else "")
+                )
+    return ["", "## Failure analysis", "", *rows] if rows else []
 
 
 def write_summary(run: RunDir, cfg: RunConfig, state: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -147,6 +180,7 @@ def write_summary(run: RunDir, cfg: RunConfig, state: dict[str, Any], ctx: Any) 
             "val_nll": best.get("val_nll"),
         },
         "notes": ctx.notes,
+        "analyses": _analyses(run, rounds),
         "data": ctx.stats,
         "seconds": round((state.get("finished_at") or 0) - state["started_at"], 1),
     }

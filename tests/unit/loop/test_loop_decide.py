@@ -16,7 +16,8 @@ from evaltune.loop.decide import (
     target_score,
     targets_met,
 )
-from evaltune.loop.summary import analyse_round, render_report
+from evaltune.loop.analysis import analyse_round
+from evaltune.loop.summary import render_report
 
 QA = SuiteRule("qa", "accuracy", "target", threshold=0.8)
 MATH = SuiteRule("math", "accuracy", "target", threshold=0.5)

@@ -1,0 +1,172 @@
+"""Hyperparameter policies: what changes between rounds, given what the last rounds showed.
+
+A ``Plan`` is one round's learning rate, steps and LoRA rank (and, after a broken guard, the
+checkpoint to restart from). Policies are applied in the configured order, each a small
+function ``(plan, history) -> (plan, note)``:
+
+- ``lr_decay``: the learning rate × ``loop.lr_decay``;
+- ``capacity``: when the adapter has fewer trainable parameters than the training data has
+  completion tokens, double the rank (up to ``loop.max_rank``). A new rank is a new adapter, so
+  that round trains a fresh adapter on all the data selected so far;
+- ``more_steps``: while validation loss still falls, steps × ``loop.steps_growth`` (capped);
+- ``bayes``: an Optuna TPE study proposes the learning rate from the rounds so far (each
+  round's learning rate factor is a trial, its gain in target score the value).
+
+A round that broke a guard is handled before any policy: the next round restarts from the best
+round that held every guard, with the learning rate × ``loop.guard_backoff``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from evaltune.loop.decide import SuiteRule, choose_best, guards_hold, target_score
+
+__all__ = ["Plan", "capacity_advice", "lora_parameter_count", "next_plan"]
+
+Round = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    lr: float
+    steps: int
+    rank: int
+    restart_from: str | None = None  # a save_state path; None = continue the current adapter
+    fresh_adapter: bool = False  # True: a new adapter (new rank, or no good round to go back to)
+
+
+def lora_parameter_count(
+    facts: Mapping[str, Any], rank: int, train_attn: bool, train_mlp: bool, train_unembed: bool
+) -> int | None:
+    """Trainable LoRA parameters, ``rank × (in + out)`` per adapted matrix, from config sizes;
+    ``None`` when the backend does not report them."""
+    h, layers = facts.get("hidden_size"), facts.get("num_hidden_layers")
+    if not h or not layers:
+        return None
+    heads = facts.get("num_attention_heads") or 1
+    kv = facts.get("num_key_value_heads") or heads
+    head_dim = facts.get("head_dim") or h // heads
+    inter = facts.get("intermediate_size") or 4 * h
+    per_layer = 0
+    if train_attn:
+        q, k = heads * head_dim, kv * head_dim
+        per_layer += (h + q) + 2 * (h + k) + (q + h)
+    if train_mlp:
+        per_layer += 3 * (h + inter)
+    total = rank * per_layer * layers
+    if train_unembed and facts.get("vocab_size"):
+        total += rank * (h + facts["vocab_size"])
+    return total
+
+
+def capacity_advice(params: int | None, completion_tokens: int) -> str:
+    if params is None:
+        return "LoRA capacity: the backend does not report model sizes; no check"
+    verdict = (
+        "enough for the data"
+        if params >= completion_tokens
+        else "fewer than the completion tokens: consider a higher rank "
+        "(the `capacity` policy does this between rounds)"
+    )
+    return (
+        f"LoRA capacity: {params:,} trainable parameters for {completion_tokens:,} "
+        f"training completion tokens — {verdict}"
+    )
+
+
+def _bayes_lr(
+    plan: Plan,
+    base_lr: float,
+    trained: Sequence[Round],
+    rules: Sequence[SuiteRule],
+    settings: Mapping[str, Any],
+) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    low, high = settings["lr_min_factor"], settings["lr_max_factor"]
+    dist = optuna.distributions.FloatDistribution(low, high, log=True)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings["seed"])
+    )
+    previous = 0.0
+    for r in trained:
+        factor = min(max(r["lr"] / base_lr, low), high)
+        score = target_score(r, rules)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr_factor": factor},
+                distributions={"lr_factor": dist},
+                value=score - previous,
+            )
+        )
+        previous = score
+    trial = study.ask({"lr_factor": dist})
+    return base_lr * float(trial.params["lr_factor"])
+
+
+def next_plan(
+    current: Plan,
+    rounds: Sequence[Round],
+    rules: Sequence[SuiteRule],
+    *,
+    policies: Sequence[str],
+    loop: Mapping[str, Any],
+    base_lr: float,
+    lora_params: int | None,
+    completion_tokens: int,
+) -> tuple[Plan, list[str]]:
+    """The plan for the round after ``rounds[-1]``, and one note per change made."""
+    notes: list[str] = []
+    plan = replace(current, restart_from=None, fresh_adapter=False)
+    last = rounds[-1]
+    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    trained = [r for r in rounds if r["round"] > 0]
+    if not guards_hold(last, baseline, rules):
+        good = [r for r in trained if guards_hold(r, baseline, rules)]
+        best = choose_best([*([baseline] if baseline else []), *good], rules) if good else None
+        plan = replace(
+            plan,
+            lr=plan.lr * loop["guard_backoff"],
+            restart_from=best["checkpoint"]["state"] if best else None,
+            fresh_adapter=best is None,
+        )
+        where = f"round {best['round']}" if best else "a fresh adapter"
+        notes.append(
+            f"round {last['round']} broke a guard: restart from {where}, "
+            f"lr × {loop['guard_backoff']}"
+        )
+        return plan, notes
+    for name in policies:
+        if name == "lr_decay" and loop["lr_decay"] != 1.0:
+            plan = replace(plan, lr=plan.lr * loop["lr_decay"])
+            notes.append(f"lr_decay: lr → {plan.lr:.3g}")
+        elif name == "capacity" and lora_params is not None and lora_params < completion_tokens:
+            rank = min(plan.rank * 2, loop["max_rank"])
+            if rank > plan.rank:
+                plan = replace(plan, rank=rank, fresh_adapter=True)
+                notes.append(
+                    f"capacity: {lora_params:,} LoRA parameters < {completion_tokens:,} "
+                    f"completion tokens: rank → {rank} (a fresh adapter)"
+                )
+        elif name == "more_steps" and len(trained) >= 2:
+            now, before = trained[-1].get("val_nll"), trained[-2].get("val_nll")
+            if now is not None and before is not None and now < before:
+                steps = min(
+                    math.ceil(plan.steps * loop["steps_growth"]), loop["max_steps_per_round"]
+                )
+                if steps > plan.steps:
+                    plan = replace(plan, steps=steps)
+                    notes.append(
+                        f"more_steps: validation loss fell ({before:.3f} → {now:.3f}): "
+                        f"steps → {steps}"
+                    )
+        elif name == "bayes" and trained:
+            lr = _bayes_lr(plan, base_lr, trained, rules, loop["bayes"])
+            plan = replace(plan, lr=lr)
+            notes.append(f"bayes: Optuna proposes lr {lr:.3g}")
+    return plan, notes
