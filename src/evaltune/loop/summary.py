@@ -55,9 +55,23 @@ def render_report(summary: dict[str, Any]) -> str:
     ]
     best = summary.get("best")
     if best:
+        ckpt = best["checkpoint"]
         lines.append(
-            f"- best checkpoint: round {best['round']} — `{best['checkpoint']['sampler']}`"
-            f" (state: `{best['checkpoint']['state']}`)"
+            f"- best checkpoint: round {best['round']} — `{ckpt['sampler']}` "
+            f"(resumable state: `{ckpt['state']}`)"
+        )
+        if ckpt.get("sampler_folder"):
+            lines.append(
+                f"- best adapter (a PEFT folder): `{ckpt['sampler_folder']}`; evaluate "
+                f"it with `evaltune eval --model {ckpt['sampler_folder']} --suite FILE`"
+            )
+        evidence = ", ".join(
+            f"{name} {v['metrics'].get('accuracy', 0):.3f}"
+            for name, v in best.get("evals", {}).items()
+        )
+        lines.append(
+            f"- why: targets met: {best.get('targets_met')}; guards held: "
+            f"{best.get('guards_hold', True)}; {evidence}"
         )
     for note in summary.get("notes", []):
         lines.append(f"- data: {note}")
@@ -178,6 +192,7 @@ def write_summary(run: RunDir, cfg: RunConfig, state: dict[str, Any], ctx: Any) 
             "target_score": target_score(best, rules),
             "targets_met": best.get("targets_met"),
             "val_nll": best.get("val_nll"),
+            "guards_hold": best.get("guards_hold", True),
         },
         "notes": ctx.notes,
         "analyses": _analyses(run, rounds),
