@@ -40,7 +40,18 @@ def _local(model_dir: Path, tmp: Path) -> Backend:
     return Backend("local", service, str(model_dir), lambda p: checkpoint_folder(p, tmp / "ckpt"))
 
 
-BACKENDS: dict[str, Callable[[Path, Path], Backend]] = {"local": _local}
+def _tinker(model_dir: Path, tmp: Path) -> Backend:
+    """The unmodified tinker SDK (through evaltune.backends.tinker) against `evaltune serve`:
+    one server process per model for the whole session, stopped at exit."""
+    from evaltune.backends.tinker import make_service_client
+    from serve_once import serve_once
+
+    server = serve_once(model_dir)
+    service = make_service_client(server.base_url, server.key_env)
+    return Backend("tinker", service, str(model_dir), server.folder)
+
+
+BACKENDS: dict[str, Callable[[Path, Path], Backend]] = {"local": _local, "tinker": _tinker}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

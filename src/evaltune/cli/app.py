@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from evaltune import __version__
+from evaltune.cli.compare import compare
+from evaltune.cli.serve import serve
+from evaltune.cli.suites import suites
 from evaltune.errors import ConfigError, DataError, EvaltuneError
 
 app = typer.Typer(
@@ -209,3 +212,8 @@ def models() -> None:
     out.print(
         "Also accepted: a local folder with config.json, or a Hugging Face id (needs network)."
     )
+
+
+app.command()(serve)
+app.command()(compare)
+app.command()(suites)

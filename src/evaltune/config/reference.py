@@ -7,7 +7,8 @@ A test compares the committed file with ``render_reference()``; regenerate with
 from __future__ import annotations
 
 import inspect
-from typing import Any, get_args, get_origin
+import types
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -117,13 +118,17 @@ def _sub_model(info: FieldInfo) -> type[BaseModel] | None:
     ann, _ = split_annotated(info.annotation)
     if get_origin(ann) is tuple:
         ann, _ = split_annotated(get_args(ann)[0])
+    members = [a for a in get_args(ann) if a is not type(None)]
+    if get_origin(ann) in (Union, types.UnionType) and len(members) == 1:  # an optional section
+        ann, _ = split_annotated(members[0])
     return ann if is_model(ann) else None
 
 
 def _type(info: FieldInfo, sub: type[BaseModel] | None) -> str:
     if sub is not None:
         kind = "list of mappings" if get_origin(info.annotation) is tuple else "mapping"
-        return f"{kind} (`{sub.__name__}`, below)"
+        null = " or null" if type(None) in get_args(info.annotation) else ""
+        return f"{kind} (`{sub.__name__}`, below){null}"
     text = describe(info.annotation, list(info.metadata))
     return text.removeprefix("a ").removeprefix("an ")
 

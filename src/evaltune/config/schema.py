@@ -10,6 +10,10 @@ Every model is frozen and forbids unknown keys; every field carries a ``descript
 
 Cross-field rules are field validators that read earlier fields (``info.data``), so each error
 lands on the field to fix: a target suite without a threshold errors at ``evals.N.threshold``.
+
+Over 500 lines because every section model lives here, next to the ``FieldError`` and context
+helpers their validators share; ``EvalSuiteConfig`` (with ``JudgeConfig``) is the largest and the
+first candidate to move to a module of its own.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ from pydantic import (
 )
 
 __all__ = [
+    "BENCHMARKS",
+    "BUNDLES",
     "GRADERS",
+    "LOWER_IS_BETTER",
+    "UNBOUNDED_METRICS",
     "DataConfig",
     "EvalSuiteConfig",
     "FieldError",
+    "JudgeConfig",
     "LoopConfig",
     "LoraConfig",
     "OutputConfig",
@@ -48,8 +57,24 @@ __all__ = [
     "map_paths",
 ]
 
-GRADERS: tuple[str, ...] = ("exact", "normalized", "numeric", "contains", "regex", "choice")
-"""Grader names a suite may use; the evals package will own this list (pass ``graders=``)."""
+GRADERS: tuple[str, ...] = (
+    *("exact", "normalized", "numeric", "contains", "regex", "choice", "f1"),
+    *("gsm8k", "math", "ifeval", "humaneval", "tutoring", "safety", "tool_call", "judge", "python"),
+)
+"""Grader names a suite may use: ``evaltune.evals.GRADER_NAMES``, mirrored here because config
+imports no other layer (a test keeps the two equal; ``graders=`` overrides)."""
+BENCHMARKS: tuple[str, ...] = (
+    *("gsm8k", "math", "mmlu", "ifeval", "humaneval", "safety", "tutoring", "tools"),
+)
+"""Benchmark formats (``evaltune.evals.benchmarks.BENCHMARKS``, mirrored)."""
+BUNDLES: tuple[str, ...] = (
+    *("quick", "standard", "comprehensive", "chat", "code", "math", "tools", "safety", "tutoring"),
+)
+"""Bundles and use-case templates (``evaltune.evals.benchmarks``, mirrored)."""
+LOWER_IS_BETTER: tuple[str, ...] = ("nll", "perplexity", "engagement_rate", "over_refusal_rate")
+"""Metrics where lower is better (``evaltune.evals.LOWER_IS_BETTER``, mirrored)."""
+UNBOUNDED_METRICS: tuple[str, ...] = ("nll", "perplexity", "judge_score")
+"""Metrics not confined to [0, 1], so a threshold above 1 is allowed."""
 
 # extras keys that look like credentials (not "max_tokens": only a trailing "_token")
 _SECRET_KEY = re.compile(r"api_?key|secret|passw(or)?d|(^|_)token$", re.IGNORECASE)
@@ -202,25 +227,111 @@ class TrainingConfig(_Section):
             raise FieldError('a number > 0 or "auto"') from None
 
 
+class JudgeConfig(_Section):
+    """The judge of a `grader: judge` suite: a model behind an OpenAI-compatible endpoint, or a
+    model the run's backend loads. The API key is never stored in a config."""
+
+    model: str = Field(
+        min_length=1,
+        description="The judge model: its name at `base_url`, or, without `base_url`, a model "
+        "the backend loads (an alias, a folder, a checkpoint path).",
+    )
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint with its version prefix, e.g. "
+        "`http://localhost:8000/v1`; null: the run's backend samples the judge.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable holding the endpoint's API key; null: "
+        "no Authorization header.",
+    )
+    rubric: str = Field(
+        "correctness",
+        min_length=1,
+        description="What the judge scores: the criteria in words, or a preset: `correctness`, "
+        "`helpfulness`, `socratic`, `safety`.",
+    )
+    min_score: int = Field(1, description="Lowest score on the judge's scale.")
+    max_score: int = Field(10, description="Highest score on the judge's scale.")
+    pass_score: float | None = Field(
+        None,
+        description="Scores at or above this count as correct (`accuracy`); null: `max_score`.",
+    )
+    max_tokens: int = Field(512, ge=1, description="Longest judge reply, in tokens.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise FieldError(
+                "the NAME of an environment variable (letters, digits, _), not the key itself",
+                hide_found=True,
+            )
+        return value
+
+    @field_validator("max_score")
+    @classmethod
+    def _scale(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_score")
+        if low is not None and value <= low:
+            raise FieldError(f"an integer above min_score ({low})")
+        return value
+
+
 class EvalSuiteConfig(_Section):
-    """One evaluation suite: a JSONL file, how answers are graded, and what counts as passing."""
+    """One evaluation suite: what is asked (an application file, a public benchmark, a bundle of
+    them, or NLL on a file), how answers are graded, and what counts as passing."""
 
     name: str = Field(
         description="Suite name (letters, digits, `_`, `-`); used in metric keys "
-        "(`eval/<name>/<metric>`) and file names."
+        "(`eval/<name>/<metric>`) and file names. A bundle's suites are named `<name>-<benchmark>`."
     )
-    file: DataFile = Field(description="The suite's items (JSONL).")
+    kind: Literal["generate", "nll"] = Field(
+        "generate",
+        description="`generate`: sample an answer per item and grade it. `nll`: the negative "
+        "log-likelihood of each item's completion (`file`); metric `nll`, lower is better.",
+    )
+    benchmark: str | None = Field(
+        None,
+        description="A public benchmark format with its canonical prompt and scorer: "
+        + ", ".join(f"`{b}`" for b in BENCHMARKS)
+        + ". Its data: `file` in the upstream schema, else the copy a package ships "
+        "(humaneval, safety, tutoring, tools), else the Hugging Face hub (needs `datasets` "
+        "and network).",
+    )
+    bundle: str | None = Field(
+        None,
+        description="Several benchmarks at once, one suite each: a bundle by size (`quick`, "
+        "`standard`, `comprehensive`) or a template by use case (`chat`, `code`, `math`, "
+        "`tools`, `safety`, `tutoring`). Each gets this suite's role, threshold and tolerance.",
+    )
+    file: str | None = Field(
+        None,
+        min_length=1,
+        validate_default=True,
+        description="The suite's items: JSONL/JSON/CSV/Parquet for an application suite or an "
+        "NLL suite; a file in the upstream schema for a benchmark. Required unless `benchmark` "
+        "or `bundle` is set.",
+    )
+    data_dir: str | None = Field(
+        None,
+        description="Bundles: a folder holding `<benchmark>.jsonl` files in the upstream schema; "
+        "benchmarks without a file there use their default source.",
+    )
     role: Literal["target", "guard"] = Field(
         "target",
         description="`target`: the loop trains until it reaches `threshold`. `guard`: must not "
         "drop more than `tolerance` below the baseline; a candidate that breaks one is never "
         "promoted.",
     )
-    grader: str = Field(
-        "normalized",
-        description="How a response is scored against the reference: "
+    grader: str | None = Field(
+        None,
+        validate_default=True,
+        description="How a response is scored: "
         + ", ".join(f"`{g}`" for g in GRADERS)
-        + ".",
+        + ". Default: `normalized` for an application file, the benchmark's own scorer for a "
+        "benchmark.",
     )
     pattern: str | None = Field(
         None,
@@ -228,18 +339,53 @@ class EvalSuiteConfig(_Section):
         description="Regular expression for the `regex` grader (required there, rejected "
         "elsewhere); must compile.",
     )
-    metric: str = Field("accuracy", description="The metric compared with `threshold`.")
+    function: str | None = Field(
+        None,
+        validate_default=True,
+        description="The `python` grader's function: `package.module:function` or "
+        "`path/to/file.py:function` (relative to the config file). Required there only.",
+    )
+    judge: JudgeConfig | None = Field(
+        None,
+        validate_default=True,
+        description="The `judge` grader's model and rubric. Required there only.",
+    )
+    grader_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further grader options, e.g. `{match: exact}` (gsm8k), `{mode: loose}` "
+        "(ifeval), `{timeout: 10, memory_mb: 2048}` (humaneval), `{rel_tol: 0.01}` (numeric).",
+    )
+    metric: str | None = Field(
+        None,
+        validate_default=True,
+        description="The metric compared with `threshold`: `accuracy` (default), `nll` (default "
+        "for kind: nll), `mean_score`, or a grader's own (`refusal_rate`, `pass@1`, ...).",
+    )
+    higher_is_better: bool | None = Field(
+        None,
+        validate_default=True,
+        description="Direction of `metric`; null: from its name (lower is better for "
+        + ", ".join(f"`{m}`" for m in LOWER_IS_BETTER)
+        + ").",
+    )
     threshold: float | None = Field(
         None,
         ge=0,
-        le=1,
         validate_default=True,
-        description="Pass mark for the metric, in [0, 1]; required for a target suite.",
+        description="Pass mark for the metric (in [0, 1], except for "
+        + ", ".join(f"`{m}`" for m in UNBOUNDED_METRICS)
+        + "): reached when at or above it, or at or below for a lower-is-better metric. "
+        "Required for a target suite.",
     )
     tolerance: float = Field(
-        0.0, ge=0, description="Guards: the allowed drop below the baseline score."
+        0.0, ge=0, description="Guards: the allowed change for the worse from the baseline."
     )
-    max_tokens: int = Field(64, ge=1, description="Longest sampled answer, in tokens.")
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longest sampled answer, in tokens; null: 64, or the benchmark's own "
+        "(e.g. 512 for gsm8k).",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
     limit: int | None = Field(
         None, ge=1, description="Evaluate only the first N items (null: all)."
@@ -252,14 +398,62 @@ class EvalSuiteConfig(_Section):
             raise FieldError("a name of letters, digits, '_' and '-' (e.g. 'arithmetic')")
         return value
 
-    @field_validator("grader")
+    @field_validator("benchmark", "bundle")
     @classmethod
-    def _grader(cls, value: str, info: ValidationInfo) -> str:
+    def _source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        choices = BENCHMARKS if info.field_name == "benchmark" else BUNDLES
+        if value not in choices:
+            close = did_you_mean(value, choices)
+            raise FieldError(
+                "one of: " + ", ".join(choices) + (f" (did you mean {close!r}?)" if close else "")
+            )
+        if info.data.get("kind") == "nll":
+            raise FieldError(f"no {info.field_name}: an NLL suite scores the completions of `file`")
+        if info.field_name == "bundle" and info.data.get("benchmark"):
+            raise FieldError("no bundle together with `benchmark`: set one of them")
+        return value
+
+    @field_validator("file", mode="after")
+    @classmethod
+    def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("bundle") and value is not None:
+            raise FieldError(
+                "no file with a bundle: put `<benchmark>.jsonl` files in `data_dir` instead"
+            )
+        if value is None and not (info.data.get("benchmark") or info.data.get("bundle")):
+            raise FieldError(
+                "a non-empty string: the suite's data file (or set `benchmark` or `bundle`)",
+                hide_found=True,
+            )
+        return value if value is None else _existing_file(value, info)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("bundle"):
+            raise FieldError("no data_dir: only a bundle reads one (use `file` otherwise)")
+        if value is not None and _context(info).get("check_files") and not Path(value).is_dir():
+            raise FieldError("an existing folder")
+        return value
+
+    @field_validator("grader", mode="after")
+    @classmethod
+    def _grader(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind, bundle = info.data.get("kind"), info.data.get("bundle")
+        if value is None:
+            plain = kind == "generate" and not (info.data.get("benchmark") or bundle)
+            return "normalized" if plain else None
         graders = tuple(_context(info).get("graders") or GRADERS)
         if value not in graders:
             close = did_you_mean(value, graders)
             hint = f" (did you mean {close!r}?)" if close else ""
             raise FieldError("one of: " + ", ".join(graders) + hint)
+        if kind == "nll":
+            raise FieldError("no grader: an NLL suite scores likelihoods, not answers")
+        if bundle:
+            raise FieldError("no grader: a bundle's benchmarks use their own scorers")
         return value
 
     @field_validator("pattern", mode="after")
@@ -270,7 +464,7 @@ class EvalSuiteConfig(_Section):
             if grader == "regex":
                 raise FieldError("a regular expression: the regex grader needs a `pattern`")
             return value
-        if grader is not None and grader != "regex":
+        if grader != "regex":
             raise FieldError(f"no pattern: only the regex grader uses one (grader is {grader!r})")
         try:
             re.compile(value)
@@ -280,13 +474,53 @@ class EvalSuiteConfig(_Section):
             ) from None
         return value
 
+    @field_validator("function", "judge", mode="after")
+    @classmethod
+    def _grader_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        owner = {"function": "python", "judge": "judge"}[str(info.field_name)]
+        grader = info.data.get("grader")
+        if value is None and grader == owner:
+            what = "'module:function' or 'file.py:function'" if owner == "python" else "a judge"
+            raise FieldError(f"{what}: the {owner} grader needs `{info.field_name}`")
+        if value is not None and grader != owner:
+            raise FieldError(
+                f"no {info.field_name}: only the {owner} grader uses one (grader is {grader!r})",
+                hide_found=True,
+            )
+        return value
+
+    @field_validator("grader_options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if value and (info.data.get("kind") == "nll" or info.data.get("bundle")):
+            raise FieldError("no grader_options: only a suite with a grader takes them")
+        return value
+
+    @field_validator("metric", mode="after")
+    @classmethod
+    def _metric(cls, value: str | None, info: ValidationInfo) -> str:
+        if value is None:
+            return "nll" if info.data.get("kind") == "nll" else "accuracy"
+        if not value.strip():
+            raise FieldError("a metric name such as accuracy")
+        return value
+
+    @field_validator("higher_is_better", mode="after")
+    @classmethod
+    def _direction(cls, value: bool | None, info: ValidationInfo) -> bool:
+        if value is None:
+            return info.data.get("metric") not in LOWER_IS_BETTER
+        return value
+
     @field_validator("threshold", mode="after")
     @classmethod
     def _threshold(cls, value: float | None, info: ValidationInfo) -> float | None:
+        metric = info.data.get("metric")
         if value is None and info.data.get("role") == "target":
-            raise FieldError(
-                "a number in [0, 1]: a target suite needs a threshold (or set role: guard)"
-            )
+            wanted = "a number" if metric in UNBOUNDED_METRICS else "a number in [0, 1]"
+            raise FieldError(f"{wanted}: a target suite needs a threshold (or set role: guard)")
+        if value is not None and value > 1 and metric not in UNBOUNDED_METRICS:
+            raise FieldError("a number in [0, 1] or null")
         return value
 
 
@@ -485,7 +719,7 @@ class RunConfig(_Section):
         """A copy with every relative path (data, eval files, workspace, ``./`` model) made
         absolute against ``base_dir``; for configs built in code (``load_config`` does this)."""
         data = map_paths(self.model_dump(), Path(base_dir).absolute())
-        graders = set(GRADERS) | {s.grader for s in self.evals}
+        graders = set(GRADERS) | {s.grader for s in self.evals if s.grader}
         return RunConfig.model_validate(data, context={"graders": graders})
 
 
@@ -500,11 +734,12 @@ def _is_local_model(value: str) -> bool:
 
 
 # Which raw-config values are paths: "file" a path, "files" a path or a list of them, "model" a
-# path only when written like one (./x, ../x, ~/x), [spec] a list whose items follow spec.
+# path only when written like one (./x, ../x, ~/x), "pyref" the path in "file.py:function",
+# [spec] a list whose items follow spec.
 _PATH_SPEC: dict[str, Any] = {
     "base_model": "model",
     "data": {"train": "files", "validation": "files", "pool": "files"},
-    "evals": [{"file": "file"}],
+    "evals": [{"file": "file", "data_dir": "file", "function": "pyref"}],
     "output": {"workspace": "file"},
 }
 
@@ -542,4 +777,7 @@ def _map(spec: Any, value: Any, base_dir: Path) -> Any:
         return _absolute_path(value, base_dir)
     if spec == "model" and isinstance(value, str) and _is_local_model(value):
         return _absolute_path(value, base_dir)
+    if spec == "pyref" and isinstance(value, str) and ".py:" in value:
+        path, _, name = value.rpartition(":")
+        return f"{_absolute_path(path, base_dir)}:{name}"
     return value

@@ -1,48 +1,111 @@
 """Evaluation: score a model through the SamplingClient / TrainingClient contract only.
 
-``graders`` score one response against its reference; ``app`` samples a suite of examples in one
-batch and grades it into an ``EvalResult`` (``result``: records, metrics with confidence
-intervals, JSONL on disk); ``nll`` measures validation NLL through either client. Nothing here
-imports a model or torch: local and Tinker backends are one code path.
+Three layers, one result type:
+
+1. training-centric: ``nll`` (validation NLL through either client) and ``nll_suite`` (NLL as a
+   suite, per-sample records);
+2. public benchmarks: ``benchmarks`` (GSM8K, MATH, MMLU, IFEval, HumanEval; bundles and
+   use-case templates);
+3. the application's own: ``graders`` (exact, normalized, numeric, contains, regex, choice),
+   ``overlap`` (F1), ``judge`` with ``chat`` (LLM-as-judge on an endpoint or a backend model),
+   ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` names
+   them all.
+
+``app`` samples a suite of examples in one batch and grades it; ``suites`` builds a suite from
+plain arguments and runs it; ``result`` is the ``EvalResult`` (records, metrics with confidence
+intervals, JSONL on disk); ``compare`` with ``significance`` compares two results sample by
+sample. Nothing here imports a model or torch: local and Tinker backends are one code path.
 """
 
-from evaltune.evals.app import Sampler, evaluate_examples, prompt_text, sampling_stop
+from evaltune.evals.app import (
+    BatchGrader,
+    Sampler,
+    evaluate_examples,
+    grade_responses,
+    prompt_text,
+    sampling_stop,
+)
+from evaltune.evals.chat import ChatBackend, EndpointChat, SamplerChat, api_key_from_env
+from evaltune.evals.compare import Comparison, MetricChange, compare_results
 from evaltune.evals.graders import (
     GRADERS,
     Grader,
     GradeResult,
+    all_graders,
     extract_choice,
     extract_numbers,
     make_grader,
     normalize_text,
 )
+from evaltune.evals.judge import RUBRICS, JudgeGrader, parse_score
 from evaltune.evals.nll import NLLResult, sampler_nll, validation_nll
+from evaltune.evals.nll_suite import evaluate_nll
+from evaltune.evals.pyfunc import load_function
+from evaltune.evals.registry import GRADER_NAMES
 from evaltune.evals.result import (
+    LOWER_IS_BETTER,
     EvalResult,
     SampleRecord,
     compute_suite_hash,
     is_correct,
+    metric_direction,
+    suite_fingerprint,
     wilson_interval,
+)
+from evaltune.evals.suites import (
+    KINDS,
+    LoadedSuite,
+    SuiteSpec,
+    evaluate_suite,
+    expand_bundle,
+    leakage_views,
+    load_suite,
 )
 
 __all__ = [
     "GRADERS",
+    "GRADER_NAMES",
+    "KINDS",
+    "LOWER_IS_BETTER",
+    "RUBRICS",
+    "BatchGrader",
+    "ChatBackend",
+    "Comparison",
+    "EndpointChat",
     "EvalResult",
     "GradeResult",
     "Grader",
+    "JudgeGrader",
+    "LoadedSuite",
+    "MetricChange",
     "NLLResult",
     "SampleRecord",
     "Sampler",
+    "SamplerChat",
+    "SuiteSpec",
+    "all_graders",
+    "api_key_from_env",
+    "compare_results",
     "compute_suite_hash",
     "evaluate_examples",
+    "evaluate_nll",
+    "evaluate_suite",
+    "expand_bundle",
     "extract_choice",
     "extract_numbers",
+    "grade_responses",
     "is_correct",
+    "leakage_views",
+    "load_function",
+    "load_suite",
     "make_grader",
+    "metric_direction",
     "normalize_text",
+    "parse_score",
     "prompt_text",
     "sampler_nll",
     "sampling_stop",
+    "suite_fingerprint",
     "validation_nll",
     "wilson_interval",
 ]

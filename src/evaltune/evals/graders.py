@@ -1,9 +1,11 @@
 """Graders: score one sampled response against its reference answer.
 
 A grader is any callable ``(response, target, example) -> GradeResult``; ``GRADERS`` maps the
-names a suite config uses to factories, and ``make_grader`` builds one with its options. Graders
-are pure string functions, so they know nothing of models or sampling, and each explains its
-score in ``detail`` so a failure can be read without re-running anything.
+names of the string graders defined here to factories, and ``make_grader`` builds any grader by
+name with its options: these, and the rest of the catalogue in ``evals.registry`` (F1, the
+benchmark scorers, judge, Python function, tutoring, safety, tool calls). Graders know nothing
+of models or sampling, and each explains its score in ``detail`` so a failure can be read
+without re-running anything; ``metrics`` carries per-sample numbers a suite aggregates.
 
 Every grader scores an empty (or all-whitespace) response 0 with detail ``"empty response"``.
 
@@ -21,7 +23,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evaltune.data.example import Example
@@ -31,6 +33,7 @@ __all__ = [
     "GRADERS",
     "GradeResult",
     "Grader",
+    "all_graders",
     "extract_choice",
     "extract_numbers",
     "make_grader",
@@ -44,6 +47,8 @@ EMPTY = "empty response"
 class GradeResult:
     score: float  # in [0, 1]
     detail: str  # why: what was compared, or what could not be found
+    metrics: dict[str, float] = field(default_factory=dict)  # per-sample, e.g. refusal_rate 0/1
+    correct: bool | None = None  # None: full credit (score 1) is correct; a judge sets a pass mark
 
 
 class Grader(Protocol):
@@ -274,13 +279,23 @@ GRADERS: dict[str, Callable[..., Grader]] = {
 }
 
 
+def all_graders() -> dict[str, Callable[..., Grader]]:
+    """Every grader by name: ``GRADERS`` first, then ``evals.registry.EXTRA_GRADERS``."""
+    # Imported here: the registry's graders import this module for GradeResult.
+    from evaltune.evals.registry import EXTRA_GRADERS
+
+    return {**GRADERS, **EXTRA_GRADERS}
+
+
 def make_grader(name: str, **options: Any) -> Grader:
     """The grader ``name`` with its options (``regex``: ``pattern``, ``ignore_case``;
-    ``numeric``: ``rel_tol``, ``abs_tol``); unknown names and options raise ``EvalError``."""
+    ``numeric``: ``rel_tol``, ``abs_tol``; the others in ``evals.registry``); unknown names and
+    options raise ``EvalError``."""
+    factories = all_graders()
     try:
-        factory = GRADERS[name]
+        factory = factories[name]
     except KeyError:
-        raise EvalError(f"unknown grader {name!r}; choose one of: {', '.join(GRADERS)}") from None
+        raise EvalError(f"unknown grader {name!r}; choose one of: {', '.join(factories)}") from None
     signature = inspect.signature(factory)
     try:
         signature.bind(**options)

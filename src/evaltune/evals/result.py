@@ -6,9 +6,18 @@ carry a Wilson confidence interval because suites are small and a bare accuracy 
 result is stamped with what produced it (model path, sampling settings, suite hash) so that any
 two results can be compared sample by sample and a mismatch in setup is visible.
 
+A grader may report per-sample metrics besides its score (``SampleRecord.metrics``, e.g. a
+safety grader's ``refusal_rate`` 0/1): each becomes a suite metric, the mean over the records
+that carry it, with a Wilson interval when every value is 0 or 1.
+
+``suite_fingerprint`` hashes what a result's questions were: every example (id, messages, tags,
+metadata), the prompt template, the grader with its options, and the renderer, so two results
+with the same hash asked the same questions the same way and are comparable sample by sample.
+
 File layout (``write_jsonl``): line 1 is ``{"type": "summary", **summary()}``, then one
 ``{"type": "sample", **record}`` line per record, in suite order. ``read_jsonl`` round-trips it
-exactly. ``schema_version`` lets later readers migrate older files.
+exactly. ``schema_version`` lets later readers migrate older files: version 1 files (no
+per-sample metrics, no provenance) read as version 2 with those empty.
 """
 
 from __future__ import annotations
@@ -22,19 +31,41 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evaltune.data.example import Example
 from evaltune.errors import EvalError
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "SCHEMA_VERSION",
     "EvalResult",
     "SampleRecord",
     "compute_suite_hash",
     "is_correct",
+    "metric_direction",
+    "suite_fingerprint",
     "wilson_interval",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+LOWER_IS_BETTER = frozenset({"nll", "perplexity", "engagement_rate", "over_refusal_rate"})
+"""Metrics where a smaller value is the better model (config's ``higher_is_better`` default)."""
+_NEUTRAL = frozenset({"n", "tokens", "mean_response_tokens", "truncated_fraction"})
+
+
+def metric_direction(name: str) -> int:
+    """+1 when a higher ``name`` is better, -1 when lower is, 0 for counts and interval bounds
+    (which ``compare`` reports without calling a change good or bad)."""
+    if name in _NEUTRAL or name.endswith(("_ci_low", "_ci_high", "_n")):
+        return 0
+    return -1 if name in LOWER_IS_BETTER else 1
+
+
+def now_iso() -> str:
+    """The current time as an ISO 8601 UTC string, to the second (``created_at``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def is_correct(score: float) -> bool:
@@ -75,6 +106,32 @@ def compute_suite_hash(
     return h.hexdigest()
 
 
+def suite_fingerprint(
+    examples: Iterable[Example],
+    *,
+    renderer: str,
+    template: str = "",
+    grader: str = "",
+    grader_options: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 over the examples actually asked (id, messages, tags, metadata; so a ``limit`` or
+    an edited item changes it), the prompt template text, the grader and its options, and the
+    renderer name."""
+    h = hashlib.sha256()
+    for ex in examples:
+        item = {
+            "id": ex.id,
+            "messages": [[m.role, m.content] for m in ex.messages],
+            "tags": list(ex.tags),
+            "metadata": ex.metadata,
+        }
+        h.update(json.dumps(item, sort_keys=True, default=str).encode() + b"\n")
+    options = json.dumps(dict(grader_options or {}), sort_keys=True, default=str)
+    for part in (template, grader, options, renderer):
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class SampleRecord:
     id: str
@@ -88,6 +145,7 @@ class SampleRecord:
     stop_reason: str = ""  # "stop" | "length"
     num_tokens: int = 0  # sampled tokens, stop sequence included
     extra: dict[str, Any] = field(default_factory=dict)  # grader/extension data, JSON-able
+    metrics: dict[str, float] = field(default_factory=dict)  # per-sample grader metrics
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "tags": list(self.tags)}
@@ -111,16 +169,26 @@ def _tag_stats(records: Sequence[SampleRecord]) -> dict[str, dict[str, float]]:
             "accuracy": sum(r.correct for r in rs) / len(rs),
             "n": len(rs),
             "mean_score": sum(r.score for r in rs) / len(rs),
+            **{name: value for name, (value, _) in _sample_means(rs).items()},
         }
         for tag, rs in sorted(by_tag.items())
     }
+
+
+def _sample_means(records: Sequence[SampleRecord]) -> dict[str, tuple[float, list[float]]]:
+    """Per-sample metric name -> (mean over the records carrying it, the values)."""
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for name, value in record.metrics.items():
+            values.setdefault(name, []).append(float(value))
+    return {name: (sum(vs) / len(vs), vs) for name, vs in sorted(values.items())}
 
 
 def _metrics(records: Sequence[SampleRecord]) -> dict[str, float]:
     n = len(records)
     correct = sum(r.correct for r in records)
     low, high = wilson_interval(correct, n)
-    return {
+    metrics: dict[str, float] = {
         "accuracy": correct / n,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
@@ -129,6 +197,17 @@ def _metrics(records: Sequence[SampleRecord]) -> dict[str, float]:
         "truncated_fraction": sum(r.stop_reason == "length" for r in records) / n,
         "mean_response_tokens": sum(r.num_tokens for r in records) / n,
     }
+    for name, (mean, values) in _sample_means(records).items():
+        if name in metrics:
+            raise EvalError(f"per-sample metric {name!r} clashes with a built-in metric")
+        metrics[name] = mean
+        if all(v in (0.0, 1.0) for v in values):
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = wilson_interval(
+                int(sum(values)), len(values)
+            )
+        if len(values) != n:
+            metrics[f"{name}_n"] = len(values)
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -141,6 +220,7 @@ class EvalResult:
     sampling: dict[str, Any] = field(default_factory=dict)  # max_tokens, temperature, seed, stop
     suite_hash: str = ""
     created_at: str = ""  # ISO 8601, UTC
+    provenance: dict[str, Any] = field(default_factory=dict)  # renderer, template, grader, data
 
     @classmethod
     def from_records(
@@ -152,6 +232,7 @@ class EvalResult:
         sampling: Mapping[str, Any] | None = None,
         suite_hash: str = "",
         created_at: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> EvalResult:
         """Aggregate records into metrics and per-tag accuracy; stamps ``created_at`` now."""
         records = tuple(records)
@@ -165,7 +246,8 @@ class EvalResult:
             model_path=model_path,
             sampling=dict(sampling or {}),
             suite_hash=suite_hash,
-            created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=created_at or now_iso(),
+            provenance=dict(provenance or {}),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -179,6 +261,7 @@ class EvalResult:
             "sampling": dict(self.sampling),
             "suite_hash": self.suite_hash,
             "created_at": self.created_at,
+            "provenance": dict(self.provenance),
         }
 
     def to_metrics(self, prefix: str | None = None) -> dict[str, float]:
@@ -230,8 +313,11 @@ class EvalResult:
         if header is None:
             raise EvalError(f"{path}: empty file; expected an EvalResult JSONL")
         version = header.pop("schema_version", None)
-        if version != SCHEMA_VERSION:
-            raise EvalError(f"{path}: schema_version {version!r}; this reader knows 1")
+        if version not in _READABLE_VERSIONS:
+            raise EvalError(
+                f"{path}: schema_version {version!r}; this reader knows "
+                + ", ".join(map(str, _READABLE_VERSIONS))
+            )
         try:
             return cls(records=tuple(records), **header)
         except TypeError as exc:

@@ -42,12 +42,14 @@ Round = dict[str, Any]
 def classify_error(response: str, target: str, stop_reason: str | None) -> str:
     if not response.strip():
         return "empty"
-    if _REFUSAL.search(response):
+    if _REFUSAL.search(response.replace("\u2019", "'")):  # typographic apostrophes too
         return "refusal"
     if stop_reason == "length":
         return "truncated"
     norm_target = normalise_text(target)
-    if norm_target and norm_target in normalise_text(response):
+    # As a whole word: "Rome" inside "Romeo", or "4" inside "14", is a wrong answer.
+    whole = rf"(?<!\w){re.escape(norm_target)}(?!\w)"
+    if norm_target and re.search(whole, normalise_text(response)):
         return "wrong_format"
     return "wrong_answer"
 

@@ -8,13 +8,14 @@ loads every eval suite with its grader; below this, functions take plain argumen
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tinker import types
 
-from evaltune.config import RunConfig
+from evaltune.config import EvalSuiteConfig, RunConfig
+from evaltune.config.schema import JudgeConfig
 from evaltune.data import (
     Example,
     Renderer,
@@ -26,24 +27,69 @@ from evaltune.data import (
     token_stats,
 )
 from evaltune.data.dedup import normalise_text
-from evaltune.errors import ConfigError
-from evaltune.evals import Grader, compute_suite_hash, make_grader
+from evaltune.errors import ConfigError, EvalError
+from evaltune.evals import (
+    EndpointChat,
+    EvalResult,
+    Grader,
+    LoadedSuite,
+    SamplerChat,
+    SuiteSpec,
+    api_key_from_env,
+    evaluate_suite,
+    expand_bundle,
+    leakage_views,
+    load_suite,
+)
 from evaltune.loop.decide import SuiteRule
 from evaltune.loop.select import clean_pool
 from evaltune.train import auto_learning_rate
 
-__all__ = ["RunContext", "Suite", "build_context", "make_service"]
+__all__ = ["RunContext", "Suite", "build_context", "build_suites", "make_service"]
 
 
 @dataclass
 class Suite:
     name: str
     examples: list[Example]
-    grader: Grader
+    grader: Grader | None  # None for an NLL suite
     rule: SuiteRule
     max_tokens: int
     temperature: float
     suite_hash: str
+    kind: str = "generate"  # "generate" | "nll"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def evaluate(
+        self,
+        sampler: Any,
+        renderer: Renderer,
+        *,
+        seed: int | None = None,
+        model_path: str | None = None,
+        max_seq_len: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EvalResult:
+        """Sample and grade (or, for an NLL suite, score the completions of) every example."""
+        loaded = LoadedSuite(
+            self.name,
+            self.kind,
+            self.examples,
+            self.grader,
+            self.suite_hash,
+            self.max_tokens,
+            self.provenance,
+        )
+        return evaluate_suite(
+            loaded,
+            sampler,
+            renderer,
+            temperature=self.temperature,
+            seed=seed,
+            model_path=model_path,
+            max_seq_len=max_seq_len,
+            progress=progress,
+        )
 
 
 @dataclass
@@ -77,6 +123,10 @@ def make_service(cfg: RunConfig, checkpoint_dir: Path, progress: Callable[[str],
         from evaltune.backends.local import ServiceClient
 
         return ServiceClient(checkpoint_dir=checkpoint_dir, progress=progress)
+    if cfg.backend == "tinker":
+        from evaltune.backends.tinker import make_service_client
+
+        return make_service_client(cfg.tinker.base_url, cfg.tinker.api_key_env)
     raise ConfigError(
         f"backend {cfg.backend!r} is not available yet in this version; use backend: local"
     )
@@ -95,6 +145,89 @@ def _learning_rate(cfg: RunConfig, facts: dict[str, Any]) -> float:
     return auto_learning_rate(cfg.base_model, int(hidden))
 
 
+def _judge_backend(judge: JudgeConfig, cfg: RunConfig, service: Any, where: str) -> Any:
+    """An endpoint client, or a sampler on the run's backend, for a judge grader."""
+    if judge.base_url:
+        key = api_key_from_env(judge.api_key_env, f"{where}.judge.api_key_env")
+        return EndpointChat(judge.base_url, judge.model, key, max_tokens=judge.max_tokens)
+    if service is None:
+        raise ConfigError(f"{where}.judge: a judge without base_url needs the run's backend")
+    if judge.model.startswith("tinker://") or Path(judge.model, "adapter_config.json").is_file():
+        sampler = service.create_sampling_client(model_path=judge.model).result()
+    else:
+        sampler = service.create_sampling_client(base_model=judge.model).result()
+    renderer = get_renderer(cfg.data.renderer, sampler.get_tokenizer())
+    label = f"{judge.model} (backend)"
+    return SamplerChat(sampler, renderer, label=label, max_tokens=judge.max_tokens)
+
+
+def _grader_options(s: EvalSuiteConfig, cfg: RunConfig, service: Any, where: str) -> dict:
+    options: dict[str, Any] = dict(s.grader_options)
+    if s.pattern:
+        options["pattern"] = s.pattern
+    if s.function:
+        options["function"] = s.function
+    if s.judge is not None:
+        options["backend"] = _judge_backend(s.judge, cfg, service, where)
+        options.update(rubric=s.judge.rubric, min_score=s.judge.min_score)
+        options.update(max_score=s.judge.max_score, pass_score=s.judge.pass_score)
+    return options
+
+
+def build_suites(cfg: RunConfig, renderer: Renderer, service: Any = None) -> list[Suite]:
+    """Every eval suite of ``cfg`` loaded (bundles expanded into one suite per benchmark).
+    ``service`` is needed only for a judge that runs on the backend."""
+    suites: list[Suite] = []
+    for i, s in enumerate(cfg.evals):
+        where = f"evals[{i}] ({s.name})"
+        if s.bundle:
+            specs = expand_bundle(s.name, s.bundle, data_dir=s.data_dir)
+            if s.limit:
+                specs = [replace(spec, limit=s.limit) for spec in specs]
+            if s.max_tokens:
+                specs = [replace(spec, max_tokens=s.max_tokens) for spec in specs]
+        else:
+            options = _grader_options(s, cfg, service, where)
+            specs = [
+                SuiteSpec(
+                    s.name,
+                    kind=s.kind,
+                    file=s.file,
+                    benchmark=s.benchmark,
+                    grader=s.grader,
+                    grader_options=options,
+                    limit=s.limit,
+                    max_tokens=s.max_tokens,
+                )
+            ]
+        for spec in specs:
+            try:
+                loaded = load_suite(spec, renderer=renderer.name)
+            except EvalError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            metric = s.metric or "accuracy"
+            hib = s.higher_is_better if s.higher_is_better is not None else True
+            rule = SuiteRule(spec.name, metric, s.role, s.threshold, s.tolerance, hib)
+            suites.append(
+                Suite(
+                    spec.name,
+                    loaded.examples,
+                    loaded.grader,
+                    rule,
+                    loaded.max_tokens,
+                    s.temperature,
+                    loaded.suite_hash,
+                    loaded.kind,
+                    loaded.provenance,
+                )
+            )
+    names = [suite.name for suite in suites]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ConfigError(f"suite names {clash} appear twice (a bundle adds <name>-<benchmark>)")
+    return suites
+
+
 def build_context(
     cfg: RunConfig, checkpoint_dir: Path, progress: Callable[[str], None] | None = None
 ) -> RunContext:
@@ -103,27 +236,8 @@ def build_context(
     renderer = get_renderer(cfg.data.renderer, tokenizer)
     notes: list[str] = []
 
-    suites: list[Suite] = []
-    all_eval: list[Example] = []
-    for s in cfg.evals:
-        examples = load_many([s.file])
-        if s.limit:
-            examples = examples[: s.limit]
-        options = {"pattern": s.pattern} if s.pattern else {}
-        rule = SuiteRule(s.name, s.metric, s.role, s.threshold, s.tolerance)
-        digest = compute_suite_hash(s.file, s.grader, renderer.name, options)
-        suites.append(
-            Suite(
-                s.name,
-                examples,
-                make_grader(s.grader, **options),
-                rule,
-                s.max_tokens,
-                s.temperature,
-                digest,
-            )
-        )
-        all_eval.extend(examples)
+    suites = build_suites(cfg, renderer, service)
+    all_eval = [view for suite in suites for view in leakage_views(suite.examples)]
 
     train, report = dedupe(load_many(cfg.data.train))
     if report.removed:

@@ -4,7 +4,9 @@ is testable without a model.
 
 A round record holds ``evals``: ``{suite: {"metrics": {metric: value, ...}, ...}}``. A *target*
 is met when the suite's metric reaches its threshold; a *guard* holds when its metric has not
-dropped more than ``tolerance`` below the baseline (round 0).
+moved more than ``tolerance`` the wrong way from the baseline (round 0). "Reaches" and "the
+wrong way" follow ``SuiteRule.higher_is_better``: for a lower-is-better metric (NLL) a target is
+met at or below its threshold and a guard breaks when the metric rises past the tolerance.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ class SuiteRule:
     role: str  # "target" | "guard"
     threshold: float | None = None
     tolerance: float = 0.0
+    higher_is_better: bool = True
+
+    def better(self, value: float) -> float:
+        """``value`` on a scale where higher is better (negated for lower-is-better)."""
+        return value if self.higher_is_better else -value
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,9 @@ def targets_met(round_: Round, rules: Sequence[SuiteRule]) -> bool:
         return False
     for rule in targets:
         value = _metric(round_, rule)
-        if value is None or rule.threshold is None or value < rule.threshold - 1e-12:
+        if value is None or rule.threshold is None:
+            return False
+        if rule.better(value) < rule.better(rule.threshold) - 1e-12:
             return False
     return True
 
@@ -69,15 +78,18 @@ def guards_hold(round_: Round, baseline: Round | None, rules: Sequence[SuiteRule
         if rule.role != "guard":
             continue
         now, base = _metric(round_, rule), _metric(baseline, rule)
-        if now is not None and base is not None and now < base - rule.tolerance - 1e-12:
+        if now is None or base is None:
+            continue
+        if rule.better(now) < rule.better(base) - rule.tolerance - 1e-12:
             return False
     return True
 
 
 def target_score(round_: Round, rules: Sequence[SuiteRule]) -> float:
-    """Mean of the target metrics (0 when none were measured): what "better" means."""
-    values = [_metric(round_, r) for r in rules if r.role == "target"]
-    present = [v for v in values if v is not None]
+    """Mean of the target metrics (0 when none were measured): what "better" means. A
+    lower-is-better metric counts negated, so a higher score is always the better round."""
+    values = [(r, _metric(round_, r)) for r in rules if r.role == "target"]
+    present = [r.better(v) for r, v in values if v is not None]
     return sum(present) / len(present) if present else 0.0
 
 
@@ -97,7 +109,8 @@ def decide_next(
     """What to do after the last of ``rounds`` (round 0 = baseline, if present).
 
     ``spent`` and ``limits`` share the keys ``steps``, ``tokens``, ``seconds``: the run stops
-    with ``budget`` once any limit is reached.
+    with ``budget`` once any limit would be passed (``spent`` is projected to the end of the
+    next round by the caller).
     """
     last = rounds[-1]
     k = int(last["round"])
@@ -108,7 +121,7 @@ def decide_next(
         return Decision(True, "max_rounds", note=f"reached max_rounds={max_rounds}")
     for key, limit in (limits or {}).items():
         used = (spent or {}).get(key, 0.0)
-        if limit is not None and used >= limit:
+        if limit is not None and used > limit:
             return Decision(True, "budget", note=f"spent {used:g} {key} of a budget of {limit:g}")
     trained = [r for r in rounds if r["round"] > 0]
     if plateau_rounds and len(trained) > plateau_rounds:
@@ -128,18 +141,24 @@ def decide_next(
 
 
 def choose_best(rounds: Sequence[Round], rules: Sequence[SuiteRule]) -> Round | None:
-    """The best trained round: targets met first, then guards held, then target score, then
-    lower validation loss, then the earlier round."""
-    trained = [r for r in rounds if r["round"] > 0 and r.get("evals")]
+    """The best trained round, or None when none qualifies.
+
+    A round that broke a guard is never promoted, however well it scores on the targets.
+    Among the rest: targets met first, then the target score, then the lower validation loss,
+    then the earlier round.
+    """
+    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    trained = [
+        r for r in rounds
+        if r["round"] > 0 and r.get("evals") and guards_hold(r, baseline, rules)
+    ]
     if not trained:
         return None
-    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
 
-    def key(r: Round) -> tuple[bool, bool, float, float, int]:
+    def key(r: Round) -> tuple[bool, float, float, int]:
         val = r.get("val_nll")
         return (
             targets_met(r, rules),
-            guards_hold(r, baseline, rules),
             target_score(r, rules),
             -(val if val is not None else float("inf")),
             -int(r["round"]),

@@ -79,9 +79,8 @@ def capacity_advice(params: int | None, completion_tokens: int) -> str:
 
 
 def _bayes_lr(
-    plan: Plan,
     base_lr: float,
-    trained: Sequence[Round],
+    rounds: Sequence[Round],
     rules: Sequence[SuiteRule],
     settings: Mapping[str, Any],
 ) -> float:
@@ -93,8 +92,10 @@ def _bayes_lr(
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings["seed"])
     )
-    previous = 0.0
-    for r in trained:
+    # Each trial's value is its gain over the round before it (the baseline for round 1).
+    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    previous = target_score(baseline, rules) if baseline else 0.0
+    for r in (r for r in rounds if r["round"] > 0):
         factor = min(max(r["lr"] / base_lr, low), high)
         score = target_score(r, rules)
         study.add_trial(
@@ -132,6 +133,8 @@ def next_plan(
         plan = replace(
             plan,
             lr=plan.lr * loop["guard_backoff"],
+            # the adapter restored has the rank it was trained with
+            rank=int(best.get("rank") or plan.rank) if best else plan.rank,
             restart_from=best["checkpoint"]["state"] if best else None,
             fresh_adapter=best is None,
         )
@@ -166,7 +169,7 @@ def next_plan(
                         f"steps → {steps}"
                     )
         elif name == "bayes" and trained:
-            lr = _bayes_lr(plan, base_lr, trained, rules, loop["bayes"])
+            lr = _bayes_lr(base_lr, rounds, rules, loop["bayes"])
             plan = replace(plan, lr=lr)
             notes.append(f"bayes: Optuna proposes lr {lr:.3g}")
     return plan, notes

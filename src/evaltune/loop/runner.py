@@ -20,7 +20,7 @@ from typing import Any
 
 from evaltune.backends.local import checkpoint_folder
 from evaltune.config import RunConfig, dump_config, load_config
-from evaltune.evals import EvalResult, evaluate_examples, validation_nll
+from evaltune.evals import EvalResult, validation_nll
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, Suite, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
@@ -116,17 +116,12 @@ class _Loop:
     def _eval_suite(self, k: int, suite: Suite, sampler: Any, model_path: str | None) -> EvalResult:
         task = f"eval-{k}-{suite.name}"
         self.rep.start(task, f"round {k} · eval {suite.name}", len(suite.examples))
-        result = evaluate_examples(
+        result = suite.evaluate(
             sampler,
-            suite.examples,
             self.ctx.renderer,
-            suite.grader,
-            suite=suite.name,
-            max_tokens=suite.max_tokens,
-            temperature=suite.temperature,
             seed=self.cfg.training.seed,
             model_path=model_path,
-            suite_hash=suite.suite_hash,
+            max_seq_len=self.ctx.max_seq_len,
             progress=lambda done, total: self.rep.advance(task, done),
         )
         self.rep.finish(task)
@@ -299,10 +294,13 @@ class _Loop:
             stop_on_target=loop.stop_on_target,
             plateau_rounds=loop.plateau_rounds,
             min_improvement=loop.min_improvement,
+            # Budgets are hard limits: a round is not started if, judged by the last one,
+            # it would go past any of them.
             spent={
-                "steps": self.state["global_step"],
-                "tokens": self.state["tokens"],
-                "seconds": time.time() - self.state["started_at"],
+                "steps": self.state["global_step"] + record["steps"],
+                "tokens": self.state["tokens"] + (record["train"] or {}).get("tokens", 0),
+                "seconds": time.time() - self.state["started_at"]
+                + ((record["train"] or {}).get("seconds") or 0.0),
             },
             limits={"steps": b.max_steps, "tokens": b.max_tokens, "seconds": b.max_seconds},
         )

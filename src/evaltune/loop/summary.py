@@ -65,8 +65,9 @@ def render_report(summary: dict[str, Any]) -> str:
                 f"- best adapter (a PEFT folder): `{ckpt['sampler_folder']}`; evaluate "
                 f"it with `evaltune eval --model {ckpt['sampler_folder']} --suite FILE`"
             )
+        metric_of = {r.name: r.metric for r in rules}  # nll for an NLL suite, not accuracy
         evidence = ", ".join(
-            f"{name} {v['metrics'].get('accuracy', 0):.3f}"
+            f"{name} {v['metrics'].get(metric_of.get(name, 'accuracy'), 0):.3f}"
             for name, v in best.get("evals", {}).items()
         )
         lines.append(
@@ -78,7 +79,8 @@ def render_report(summary: dict[str, Any]) -> str:
     lines += ["", "## Rounds", ""]
     head = ["round", "lr", "steps", "train loss"]
     for r in rules:
-        goal = f" (≥ {r.threshold})" if r.role == "target" and r.threshold is not None else ""
+        sign = "≥" if r.higher_is_better else "≤"
+        goal = f" ({sign} {r.threshold})" if r.role == "target" and r.threshold is not None else ""
         head.append(f"{r.name} {r.metric}{goal}")
     head += ["val NLL", "decision"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from evaltune.loop.analysis import analyse_round
 from evaltune.loop.decide import (
     Decision,
     SuiteRule,
@@ -16,7 +17,6 @@ from evaltune.loop.decide import (
     target_score,
     targets_met,
 )
-from evaltune.loop.analysis import analyse_round
 from evaltune.loop.summary import render_report
 
 QA = SuiteRule("qa", "accuracy", "target", threshold=0.8)
@@ -345,7 +345,7 @@ def test_render_report_per_tag_table() -> None:
 def test_render_report_best_checkpoint_and_notes() -> None:
     best = {"round": 1, "checkpoint": {"sampler": "tinker://x/sampler", "state": "tinker://x/s"}}
     text = render_report(summary_of(report_rounds(), best=best, notes=["removed 2 duplicates"]))
-    assert "- best checkpoint: round 1 — `tinker://x/sampler` (state: `tinker://x/s`)" in text
+    assert "- best checkpoint: round 1 — `tinker://x/sampler` (resumable state: `tinker://x/s`)" in text
     assert "- data: removed 2 duplicates" in text
 
 

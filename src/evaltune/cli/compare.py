@@ -1,0 +1,133 @@
+"""``evaltune compare RESULT_A RESULT_B``: two evaluation results, sample by sample.
+
+Reads two ``EvalResult`` JSONL files (``rounds/<k>/eval/<suite>.jsonl``, or ``evaltune eval
+--output``), prints every metric and every tag with its change and paired significance (exact
+McNemar for right/wrong outcomes, a sign-flip permutation test for graded scores and NLL; see
+``evaltune.evals.compare``), lists the samples that were fixed and broken, and writes
+``comparison.json`` next to RESULT_B (or to ``--output``). ``--fail-on-regression`` exits 1
+when any metric regressed significantly, for CI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evaltune.errors import ConfigError
+
+__all__ = ["compare", "print_comparison"]
+
+_STYLE = {"improved": "green", "regressed": "red", "unchanged": "dim", "not significant": ""}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-4 else "<1e-4"
+
+
+def _verdict(verdict: str) -> str:
+    style = _STYLE.get(verdict, "")
+    return f"[{style}]{verdict}[/]" if style else verdict
+
+
+def print_comparison(data: dict, out: Console, show: int = 10) -> None:
+    """The comparison (``Comparison.to_dict()``) as tables a person reads."""
+    for side in ("a", "b"):
+        h = data[side]
+        out.print(
+            f"[bold]{side.upper()}[/]: suite {h['suite']} · model {h['model_path'] or 'base'} · "
+            f"{h['n']} samples · {h['created_at']}",
+            highlight=False,
+        )
+    if data["same_suite"]:
+        out.print(f"same suite (hash {data['a']['suite_hash'][:12]}): {data['shared']} paired")
+    for note in data["notes"]:
+        out.print(f"[yellow]note[/]: {note}", highlight=False)
+    if data["only_a"] or data["only_b"]:
+        out.print(f"unpaired: {data['only_a']} only in A, {data['only_b']} only in B")
+    table = Table("metric", "n", "A", "B", "Δ (B − A)", "p", "test", "verdict")
+    for m in data["metrics"]:
+        table.add_row(
+            m["name"],
+            str(m["n"]),
+            _fmt(m["a"]),
+            _fmt(m["b"]),
+            f"{m['delta']:+.4f}",
+            _p(m["p_value"]),
+            m["test"],
+            _verdict(m["verdict"]),
+        )
+    out.print(table)
+    if data["tags"]:
+        tags = Table("tag", "n", "metric", "A", "B", "Δ", "p", "verdict")
+        for tag, changes in data["tags"].items():
+            for m in changes:
+                tags.add_row(
+                    tag,
+                    str(m["n"]),
+                    m["name"],
+                    _fmt(m["a"]),
+                    _fmt(m["b"]),
+                    f"{m['delta']:+.4f}",
+                    _p(m["p_value"]),
+                    _verdict(m["verdict"]),
+                )
+        out.print(tags)
+    for key, label in (("fixed", "fixed (wrong → right)"), ("broken", "broken (right → wrong)")):
+        ids = data[key]
+        if ids:
+            more = f", … {len(ids) - show} more" if len(ids) > show else ""
+            out.print(f"{label}: {len(ids)} — {', '.join(ids[:show])}{more}", highlight=False)
+    up = [m["name"] for m in data["metrics"] if m["verdict"] == "improved"]
+    down = [m["name"] for m in data["metrics"] if m["verdict"] == "regressed"]
+    out.print(
+        f"improvements: {', '.join(up) or 'none'} · regressions: {', '.join(down) or 'none'} "
+        f"(p < {data['alpha']})"
+    )
+
+
+def compare(
+    result_a: Annotated[
+        Path, typer.Argument(help="The reference result (JSONL), e.g. a baseline.")
+    ],
+    result_b: Annotated[Path, typer.Argument(help="The result to compare with it (JSONL).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write comparison.json (default: next to B).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="Significance level for a verdict.")
+    ] = 0.05,
+    show: Annotated[int, typer.Option(min=0, help="Sample ids to list per change.")] = 10,
+    fail_on_regression: Annotated[
+        bool, typer.Option(help="Exit 1 when any metric regressed significantly.")
+    ] = False,
+) -> None:
+    """Compare two eval results sample by sample: per-metric and per-tag changes, paired tests."""
+    from evaltune.cli.app import guarded, out
+    from evaltune.evals import EvalResult, compare_results
+
+    def go() -> None:
+        for path in (result_a, result_b):
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such result file; give two EvalResult JSONL files")
+        comparison = compare_results(
+            EvalResult.read_jsonl(result_a), EvalResult.read_jsonl(result_b), alpha=alpha
+        )
+        data = {"a_path": str(result_a), "b_path": str(result_b), **comparison.to_dict()}
+        print_comparison(data, out, show)
+        target = output or result_b.parent / "comparison.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        out.print(f"wrote {target}", highlight=False)
+        if fail_on_regression and comparison.regressions:
+            raise typer.Exit(1)
+
+    guarded(go)

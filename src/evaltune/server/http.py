@@ -1,0 +1,176 @@
+"""HTTP plumbing shared by both protocols: API-key auth, body limits, JSON errors.
+
+Every response to a bad request is ``{"error": {"type": ..., "message": ...}}`` with a 4xx
+status, whichever protocol the route speaks (OpenAI clients read that shape; the Tinker SDK
+puts the body into its exception message). The key check and the size check run as a small
+ASGI middleware before any route, so a request with a wrong key or an oversize
+``Content-Length`` never reaches a handler; bodies without a length are counted while read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
+
+import zstandard
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from evaltune.errors import EvaltuneError
+
+__all__ = [
+    "ApiError",
+    "GuardMiddleware",
+    "error_body",
+    "read_body",
+    "read_json",
+    "read_model",
+]
+
+M = TypeVar("M", bound=BaseModel)
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(EvaltuneError):
+    """A request the server refuses: an HTTP status and a message that says what to fix."""
+
+    def __init__(self, status: int, message: str, type_: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_ or _TYPES.get(status, "invalid_request_error")
+        self.message = message
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(error_body(self.type, self.message), status_code=self.status)
+
+
+def error_body(type_: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": type_, "message": message}}
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> str | None:
+    if key := headers.get(b"x-api-key"):
+        return key.decode("latin-1").strip()
+    auth = headers.get(b"authorization", b"").decode("latin-1").strip()
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class GuardMiddleware:
+    """Refuse requests without the server's API key, or with a body over the limit.
+
+    The key is accepted as ``X-API-Key`` (the Tinker SDK) or ``Authorization: Bearer``
+    (OpenAI clients, curl), compared in constant time, and never logged.
+    """
+
+    def __init__(self, app: Any, api_key: str, max_body_bytes: int) -> None:
+        self.app = app
+        self._key = api_key.encode()
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        presented = _presented_key(headers)
+        if presented is None or not hmac.compare_digest(presented.encode(), self._key):
+            what = "no API key" if presented is None else "a wrong API key"
+            error = ApiError(
+                401,
+                f"request has {what}; send the key evaltune serve printed at start-up (or set "
+                "with --api-key / EVALTUNE_SERVE_API_KEY) as 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>'",
+            )
+            await error.response()(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                await ApiError(400, "malformed Content-Length header").response()(
+                    scope, receive, send
+                )
+                return
+            if size > self.max_body_bytes:
+                await _too_large(size, self.max_body_bytes).response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"request body of {size} bytes is over this server's limit of {limit} bytes; send "
+        "smaller batches or restart evaltune serve with a larger --max-body-mb",
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (after zstd decompression, if any)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "zstd":
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(body)
+            body = reader.read(limit + 1)
+        except zstandard.ZstdError as exc:
+            raise ApiError(400, f"malformed zstd body: {exc}") from None
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+    elif encoding not in ("identity", ""):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; send identity or zstd")
+    return body
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    try:
+        data = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the JSON body must be an object; found {type(data).__name__}")
+    return data
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+async def read_model(request: Request, model: type[M], limit: int) -> M:
+    """The JSON body validated as ``model``; a 400 naming each bad field otherwise."""
+    data = await read_json(request, limit)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, f"invalid {model.__name__}: {validation_message(exc)}") from None

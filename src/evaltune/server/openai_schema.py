@@ -1,0 +1,193 @@
+"""OpenAI-compatible request bodies and response objects (the subset evaltune serve speaks).
+
+Requests are validated up front so a bad field is a 400 naming it; fields this server does
+not implement are refused when they would change the answer (``echo``, ``logprobs``,
+``tools``) and otherwise ignored, as OpenAI-compatible servers commonly do. Responses follow
+OpenAI's shapes (``text_completion``, ``chat.completion`` and their stream chunks).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evaltune.server.http import ApiError
+
+__all__ = [
+    "ChatRequest",
+    "Choice",
+    "CompletionRequest",
+    "chat_response",
+    "completion_response",
+    "message_text",
+]
+
+MAX_N = 64
+MAX_STOPS = 16
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=MAX_N)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOPS or any(not s for s in stops):
+            raise ValueError(f"at most {MAX_STOPS} non-empty stop strings")
+        return value
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> _Request:
+        extra = self.model_extra or {}
+        for name in ("logprobs", "top_logprobs", "echo", "tools", "functions", "suffix"):
+            if extra.get(name) not in (None, False, 0, [], ""):
+                raise ValueError(f"{name} is not supported by evaltune serve")
+        return self
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class CompletionRequest(_Request):
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("prompt must not be empty")
+        return value
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @property
+    def token_budget(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+def message_text(message: ChatMessage) -> str:
+    """A message's text; content parts other than text are a 400."""
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    texts = []
+    for part in message.content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise ApiError(
+                400, f"message content part {part.get('type')!r} is not supported; send text"
+            )
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+class Choice(BaseModel):
+    text: str
+    finish_reason: Literal["stop", "length"]
+    tokens: int
+
+
+def _envelope(kind: str, model: str) -> dict[str, Any]:
+    prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+
+def _usage(prompt_tokens: int, choices: list[Choice]) -> dict[str, int]:
+    completion = sum(c.tokens for c in choices)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
+
+
+def completion_response(model: str, choices: list[Choice], prompt_tokens: int) -> dict[str, Any]:
+    body = _envelope("text_completion", model)
+    body["choices"] = [
+        {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+        for i, c in enumerate(choices)
+    ]
+    body["usage"] = _usage(prompt_tokens, choices)
+    return body
+
+
+def chat_response(model: str, choices: list[Choice], prompt_tokens: int) -> dict[str, Any]:
+    body = _envelope("chat.completion", model)
+    body["choices"] = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": c.text},
+            "logprobs": None,
+            "finish_reason": c.finish_reason,
+        }
+        for i, c in enumerate(choices)
+    ]
+    body["usage"] = _usage(prompt_tokens, choices)
+    return body
+
+
+def chat_chunks(model: str, choices: list[Choice], prompt_tokens: int, usage: bool) -> list[dict]:
+    """A whole answer as stream chunks: content, then finish reasons, then (optionally) usage."""
+    base = _envelope("chat.completion.chunk", model)
+    delta = [
+        {"index": i, "delta": {"role": "assistant", "content": c.text}, "finish_reason": None}
+        for i, c in enumerate(choices)
+    ]
+    done = [
+        {"index": i, "delta": {}, "finish_reason": c.finish_reason} for i, c in enumerate(choices)
+    ]
+    chunks = [{**base, "choices": delta}, {**base, "choices": done}]
+    if usage:
+        chunks.append({**base, "choices": [], "usage": _usage(prompt_tokens, choices)})
+    return chunks
+
+
+def completion_chunks(
+    model: str, choices: list[Choice], prompt_tokens: int, usage: bool
+) -> list[dict]:
+    base = _envelope("text_completion", model)
+    chunks = [
+        {
+            **base,
+            "choices": [
+                {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+            ],
+        }
+        for i, c in enumerate(choices)
+    ]
+    if usage:
+        chunks.append({**base, "choices": [], "usage": _usage(prompt_tokens, choices)})
+    return chunks

@@ -1,0 +1,251 @@
+"""Eval suite config keys (kind, benchmark, bundle, grader settings, metric direction): what
+validates, what errors say, the lists config mirrors from evals, lower-is-better rules in the
+loop's decisions, and the loop's suite building from a config."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from evaltune.config import load_config
+from evaltune.config.schema import BENCHMARKS, BUNDLES, GRADERS, LOWER_IS_BETTER
+from evaltune.errors import ConfigError
+from evaltune.evals import GRADER_NAMES
+from evaltune.evals import LOWER_IS_BETTER as EVALS_LOWER_IS_BETTER
+from evaltune.evals.benchmarks import BENCHMARKS as EVAL_BENCHMARKS
+from evaltune.evals.benchmarks import BUNDLES as EVAL_BUNDLES
+from evaltune.evals.benchmarks import TEMPLATES
+from evaltune.loop.context import build_suites
+from evaltune.loop.decide import SuiteRule, guards_hold, target_score, targets_met
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
+HEAD = "data:\n  train: train.jsonl\nevals:\n"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    for name in ("train.jsonl", "qa.jsonl", "val.jsonl"):
+        (tmp_path / name).write_text('{"prompt": "2+2?", "completion": "4"}\n')
+    (tmp_path / "gsm8k.jsonl").write_text((FIXTURES / "gsm8k.jsonl").read_text())
+    (tmp_path / "graders.py").write_text("def ok(response):\n    return True\n")
+    return tmp_path
+
+
+def load(workdir: Path, suites: str) -> object:
+    path = workdir / "run.yaml"
+    path.write_text(HEAD + suites)
+    return load_config(path)
+
+
+def error(workdir: Path, suites: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(workdir, suites)
+    return str(info.value)
+
+
+def test_config_mirrors_the_evals_lists() -> None:
+    assert GRADERS == GRADER_NAMES
+    assert set(BENCHMARKS) == set(EVAL_BENCHMARKS)
+    assert set(BUNDLES) == set(EVAL_BUNDLES) | set(TEMPLATES)
+    assert set(LOWER_IS_BETTER) == set(EVALS_LOWER_IS_BETTER)
+
+
+def test_defaults_resolve_per_kind(workdir: Path) -> None:
+    cfg = load(
+        workdir,
+        "  - {name: qa, file: qa.jsonl, threshold: 0.5}\n"
+        "  - {name: val, kind: nll, file: val.jsonl, threshold: 2.5}\n"
+        "  - {name: gsm, benchmark: gsm8k, file: gsm8k.jsonl, role: guard}\n"
+        "  - {name: general, bundle: quick, role: guard, tolerance: 0.05}\n",
+    )
+    qa, val, gsm, general = cfg.evals
+    assert (qa.grader, qa.metric, qa.higher_is_better, qa.max_tokens) == (
+        "normalized", "accuracy", True, None)  # fmt: skip
+    assert (val.grader, val.metric, val.higher_is_better, val.threshold) == (
+        None,
+        "nll",
+        False,
+        2.5,
+    )
+    assert (gsm.grader, gsm.file) == (None, str(workdir / "gsm8k.jsonl"))
+    assert (general.bundle, general.file) == ("quick", None)
+
+
+def test_grader_settings_and_paths(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load(
+        workdir,
+        "  - name: py\n    file: qa.jsonl\n    grader: python\n    function: graders.py:ok\n"
+        "    threshold: 0.5\n"
+        "  - name: judged\n    file: qa.jsonl\n    grader: judge\n    role: guard\n"
+        "    judge: {model: gpt-judge, base_url: 'http://127.0.0.1:9/v1', api_key_env: JUDGE_KEY,"
+        " rubric: helpfulness, pass_score: 8}\n"
+        "  - {name: safe, benchmark: safety, metric: engagement_rate, threshold: 0.1}\n",
+    )
+    py, judged, safe = cfg.evals
+    assert py.function == f"{workdir / 'graders.py'}:ok"  # relative to the config file
+    assert judged.judge is not None and judged.judge.pass_score == 8
+    assert (safe.higher_is_better, safe.threshold) == (False, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("suites", "expected"),
+    [
+        ("  - {name: a, threshold: 0.5}\n",
+         "evals.0.file: expected a non-empty string: the suite's data file (or set `benchmark`"),
+        ("  - {name: a, benchmark: gsm9k, threshold: 0.5}\n",
+         "evals.0.benchmark: expected one of: gsm8k, math, mmlu, ifeval, humaneval, safety, "
+         "tutoring, tools (did you mean 'gsm8k'?)"),
+        ("  - {name: a, bundle: quick, benchmark: gsm8k, threshold: 0.5}\n",
+         "evals.0.bundle: expected no bundle together with `benchmark`"),
+        ("  - {name: a, bundle: quick, file: qa.jsonl, threshold: 0.5}\n",
+         "evals.0.file: expected no file with a bundle"),
+        ("  - {name: a, kind: nll, benchmark: gsm8k, threshold: 2}\n",
+         "evals.0.benchmark: expected no benchmark: an NLL suite scores the completions"),
+        ("  - {name: a, kind: nll, file: val.jsonl, grader: exact, threshold: 2}\n",
+         "evals.0.grader: expected no grader: an NLL suite scores likelihoods"),
+        ("  - {name: a, bundle: chat, grader: exact, threshold: 0.5}\n",
+         "evals.0.grader: expected no grader: a bundle's benchmarks use their own scorers"),
+        ("  - {name: a, bundle: quick, grader_options: {match: exact}, threshold: 0.5}\n",
+         "evals.0.grader_options: expected no grader_options: only a suite with a grader"),
+        ("  - {name: a, file: qa.jsonl, data_dir: ., threshold: 0.5}\n",
+         "evals.0.data_dir: expected no data_dir: only a bundle reads one"),
+        ("  - {name: a, bundle: quick, data_dir: nowhere, threshold: 0.5}\n",
+         "evals.0.data_dir: expected an existing folder"),
+        ("  - {name: a, file: qa.jsonl, grader: python, threshold: 0.5}\n",
+         "evals.0.function: expected 'module:function' or 'file.py:function': the python grader"),
+        ("  - {name: a, file: qa.jsonl, function: 'm:f', threshold: 0.5}\n",
+         "evals.0.function: expected no function: only the python grader uses one"),
+        ("  - {name: a, file: qa.jsonl, grader: judge, threshold: 0.5}\n",
+         "evals.0.judge: expected a judge: the judge grader needs `judge`"),
+        ("  - {name: a, file: qa.jsonl, grader: judge, threshold: 0.5,"
+         " judge: {model: m, min_score: 5, max_score: 5}}\n",
+         "evals.0.judge.max_score: expected an integer above min_score (5)"),
+        ("  - {name: a, file: qa.jsonl, grader: judge, threshold: 0.5,"
+         " judge: {model: m, api_key_env: 'sk-123 secret'}}\n",
+         "evals.0.judge.api_key_env: expected the NAME of an environment variable"),
+        ("  - {name: a, kind: nll, file: val.jsonl}\n",
+         "evals.0.threshold: expected a number: a target suite needs a threshold"),
+        ("  - {name: a, file: qa.jsonl, threshold: 3}\n",
+         "evals.0.threshold: expected a number in [0, 1] or null; found 3"),
+    ],
+)  # fmt: skip
+def test_suite_errors_name_the_key(workdir: Path, suites: str, expected: str) -> None:
+    assert expected in error(workdir, suites)
+
+
+def test_unbounded_metrics_take_large_thresholds(workdir: Path) -> None:
+    cfg = load(workdir, "  - {name: j, benchmark: tutoring, metric: judge_score, threshold: 7}\n")
+    assert cfg.evals[0].threshold == 7 and cfg.evals[0].higher_is_better
+
+
+# -- lower-is-better in the loop's decisions --------------------------------------------------------
+NLL = SuiteRule("val", "nll", "target", threshold=2.0, higher_is_better=False)
+ENGAGE = SuiteRule("safe", "engagement_rate", "guard", tolerance=0.1, higher_is_better=False)
+
+
+def rnd(k: int, **metrics: dict[str, float]) -> dict:
+    return {"round": k, "evals": {s: {"metrics": m} for s, m in metrics.items()}}
+
+
+def test_lower_is_better_targets_and_guards() -> None:
+    assert targets_met(rnd(1, val={"nll": 1.9}), [NLL])
+    assert targets_met(rnd(1, val={"nll": 2.0}), [NLL])
+    assert not targets_met(rnd(1, val={"nll": 2.1}), [NLL])
+    base = rnd(0, safe={"engagement_rate": 0.2})
+    assert guards_hold(rnd(1, safe={"engagement_rate": 0.3}), base, [ENGAGE])  # within tolerance
+    assert guards_hold(rnd(1, safe={"engagement_rate": 0.0}), base, [ENGAGE])  # better
+    assert not guards_hold(rnd(1, safe={"engagement_rate": 0.31}), base, [ENGAGE])
+    assert target_score(rnd(1, val={"nll": 1.5}), [NLL]) > target_score(rnd(2, val={"nll": 1.8}),
+                                                                         [NLL])  # fmt: skip
+
+
+# -- the loop's suites from a config ----------------------------------------------------------------
+def test_build_suites_expands_bundles_and_builds_graders(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # never the hub in a test
+    (workdir / "data").mkdir()
+    (workdir / "data" / "gsm8k.jsonl").write_text((FIXTURES / "gsm8k.jsonl").read_text())
+    (workdir / "data" / "ifeval.jsonl").write_text((FIXTURES / "ifeval.jsonl").read_text())
+    cfg = load(
+        workdir,
+        "  - {name: qa, file: qa.jsonl, grader: regex, pattern: '4', threshold: 0.5}\n"
+        "  - {name: val, kind: nll, file: val.jsonl, threshold: 3}\n"
+        "  - {name: m, bundle: math, data_dir: data, role: guard, limit: 2}\n"
+        "  - name: j\n    file: qa.jsonl\n    grader: judge\n    role: guard\n"
+        "    judge: {model: jm, base_url: 'http://127.0.0.1:9/v1'}\n",
+    )
+    with pytest.raises(ConfigError, match=r"evals\[2\] \(m\): .*hf://HuggingFaceH4/MATH-500"):
+        build_suites(cfg, SimpleNamespace(name="role_colon"))  # math.jsonl is not in data/
+    (workdir / "data" / "math.jsonl").write_text((FIXTURES / "math.jsonl").read_text())
+    suites = build_suites(cfg, SimpleNamespace(name="role_colon"))
+    assert [s.name for s in suites] == ["qa", "val", "m-gsm8k", "m-math", "j"]
+    qa, val, m_gsm, m_math, judged = suites
+    assert qa.grader is not None and qa.grader("4", "4", qa.examples[0]).score == 1.0
+    assert (val.kind, val.grader, val.rule.higher_is_better, val.rule.metric) == (
+        "nll", None, False, "nll")  # fmt: skip
+    assert len(m_gsm.examples) == 2 and m_gsm.max_tokens == 512
+    assert m_gsm.rule == SuiteRule("m-gsm8k", "accuracy", "guard", None, 0.0, True)
+    assert m_math.provenance["grader"] == "math"
+    assert (
+        judged.provenance["grader_options"]["backend"]
+        == "<EndpointChat jm at http://127.0.0.1:9/v1>"
+    )
+    assert len({s.suite_hash for s in suites}) == 5
+
+
+def test_build_suites_rejects_clashing_bundle_names(workdir: Path) -> None:
+    cfg = load(
+        workdir,
+        "  - {name: s, benchmark: safety, role: guard}\n"
+        "  - {name: s-safety-x, file: qa.jsonl, role: guard}\n"
+        "  - {name: s-safety, file: qa.jsonl, role: guard}\n",
+    )
+    assert [s.name for s in build_suites(cfg, SimpleNamespace(name="r"))][:2] == ["s", "s-safety-x"]
+    clash = load(
+        workdir,
+        "  - {name: t, bundle: safety, role: guard}\n"
+        "  - {name: t-safety, file: qa.jsonl, role: guard}\n",
+    )
+    with pytest.raises(ConfigError, match=r"suite names \['t-safety'\] appear twice"):
+        build_suites(clash, SimpleNamespace(name="r"))
+
+
+def test_snapshot_of_a_suite_config_reloads(workdir: Path) -> None:
+    from evaltune.config import dump_config
+
+    cfg = load(workdir, "  - {name: val, kind: nll, file: val.jsonl, threshold: 2.5}\n")
+    path = workdir / "snap.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again.evals == cfg.evals
+    assert json.loads(json.dumps(again.model_dump(mode="json")))["evals"][0]["metric"] == "nll"
+
+
+def test_a_judge_on_the_runs_backend(
+    workdir: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from evaltune.backends.local import ServiceClient
+    from evaltune.data.example import Message
+    from evaltune.errors import EvalError
+    from evaltune.evals import SamplerChat
+
+    cfg = load(
+        workdir,
+        "  - name: j\n    file: qa.jsonl\n    grader: judge\n    role: guard\n"
+        f"    judge: {{model: '{tiny_model_dir}', max_tokens: 4}}\n",
+    )
+    service = ServiceClient(checkpoint_dir=tmp_path_factory.mktemp("judge-ckpt"))
+    (suite,) = build_suites(cfg, SimpleNamespace(name="role_colon"), service)
+    assert suite.grader is not None and isinstance(suite.grader.backend, SamplerChat)
+    (reply,) = suite.grader.backend.complete_many([[Message("user", "Score this: 4")]])
+    assert isinstance(reply, str)  # the tiny model's judgement: sampled through the backend
+    # the judge prompt does not fit the tiny model's 256-token context: said, with the judge
+    with pytest.raises(EvalError, match=r"\(backend\): sampling failed: .*context of 256"):
+        suite.grader("4", "4", suite.examples[0])
+    with pytest.raises(ConfigError, match="needs the run's backend"):
+        build_suites(cfg, SimpleNamespace(name="role_colon"))
