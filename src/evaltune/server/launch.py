@@ -7,7 +7,7 @@ boundary) without a second terminal::
         client = tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key)
 
 The child's output goes to a log file (``server.log_path``), quoted in the error if it fails
-to come up.
+to come up and removed when the server is stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its log file."""
         if self.alive():
             self.process.terminate()
             try:
@@ -59,6 +60,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
+        self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -109,11 +111,12 @@ def launch_server(
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if not server.alive():
-            raise EvaltuneError(f"evaltune serve exited at start-up:\n{server.log_tail()}")
+            tail = server.log_tail()
+            server.stop()
+            raise EvaltuneError(f"evaltune serve exited at start-up:\n{tail}")
         if _healthy(server.base_url, api_key):
             return server
         time.sleep(0.25)
+    tail = server.log_tail()
     server.stop()
-    raise EvaltuneError(
-        f"evaltune serve did not answer within {startup_timeout:.0f}s:\n{server.log_tail()}"
-    )
+    raise EvaltuneError(f"evaltune serve did not answer within {startup_timeout:.0f}s:\n{tail}")
