@@ -158,8 +158,16 @@ class ServiceClient:
         config = Path(resolve_model(base_model, progress=self.progress).path) / "config.json"
         data = json.loads(config.read_text()) if config.is_file() else {}
         data = data.get("text_config", data)
-        keys = ("hidden_size", "num_hidden_layers", "vocab_size", "model_type",
-                "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size")
+        keys = (
+            "hidden_size",
+            "num_hidden_layers",
+            "vocab_size",
+            "model_type",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "intermediate_size",
+        )
         return {k: data.get(k) for k in keys}
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:

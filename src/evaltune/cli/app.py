@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evaltune import __version__
+from evaltune.cli.bench import bench
 from evaltune.cli.compare import compare
 from evaltune.cli.serve import serve
 from evaltune.cli.suites import suites
@@ -216,4 +217,5 @@ def models() -> None:
 
 app.command()(serve)
 app.command()(compare)
+app.command()(bench)
 app.command()(suites)

@@ -306,13 +306,25 @@ class EvalSuiteConfig(_Section):
         "`standard`, `comprehensive`) or a template by use case (`chat`, `code`, `math`, "
         "`tools`, `safety`, `tutoring`). Each gets this suite's role, threshold and tolerance.",
     )
+    inspect: str | None = Field(
+        None,
+        description="An Inspect AI task, run against each round's model through the `evaltune` "
+        "Inspect provider and read back from its log: `tasks.py`, `tasks.py@name` (relative to "
+        "the config file) or a registered task such as `inspect_evals/gsm8k`. Scored by the "
+        "task's own scorers (`accuracy`: the first scorer's C/I or numeric value). Needs "
+        "`pip install 'evaltune[inspect]'`.",
+    )
+    task_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments for the `inspect` task (Inspect's `-T key=value`).",
+    )
     file: str | None = Field(
         None,
         min_length=1,
         validate_default=True,
         description="The suite's items: JSONL/JSON/CSV/Parquet for an application suite or an "
-        "NLL suite; a file in the upstream schema for a benchmark. Required unless `benchmark` "
-        "or `bundle` is set.",
+        "NLL suite; a file in the upstream schema for a benchmark. Required unless `benchmark`, "
+        "`bundle` or `inspect` is set.",
     )
     data_dir: str | None = Field(
         None,
@@ -415,6 +427,29 @@ class EvalSuiteConfig(_Section):
             raise FieldError("no bundle together with `benchmark`: set one of them")
         return value
 
+    @field_validator("inspect")
+    @classmethod
+    def _inspect(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not value.strip():
+            raise FieldError("an Inspect task: tasks.py, tasks.py@name or a registered name")
+        if info.data.get("kind") == "nll":
+            raise FieldError("no inspect task: an NLL suite scores the completions of `file`")
+        if info.data.get("benchmark") or info.data.get("bundle"):
+            raise FieldError("no inspect task together with `benchmark` or `bundle`: set one")
+        path = value.split("@", 1)[0]
+        if path.endswith(".py"):
+            _existing_file(path, info)
+        return value
+
+    @field_validator("task_args")
+    @classmethod
+    def _task_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if value and not info.data.get("inspect"):
+            raise FieldError("no task_args: only an `inspect` task takes them")
+        return value
+
     @field_validator("file", mode="after")
     @classmethod
     def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -422,9 +457,13 @@ class EvalSuiteConfig(_Section):
             raise FieldError(
                 "no file with a bundle: put `<benchmark>.jsonl` files in `data_dir` instead"
             )
-        if value is None and not (info.data.get("benchmark") or info.data.get("bundle")):
+        if info.data.get("inspect") and value is not None:
+            raise FieldError("no file with an `inspect` task: the task brings its own dataset")
+        if value is None and not (
+            info.data.get("benchmark") or info.data.get("bundle") or info.data.get("inspect")
+        ):
             raise FieldError(
-                "a non-empty string: the suite's data file (or set `benchmark` or `bundle`)",
+                "a non-empty string: the suite's data file (or set `benchmark`, `bundle` or `inspect`)",
                 hide_found=True,
             )
         return value if value is None else _existing_file(value, info)
@@ -442,8 +481,9 @@ class EvalSuiteConfig(_Section):
     @classmethod
     def _grader(cls, value: str | None, info: ValidationInfo) -> str | None:
         kind, bundle = info.data.get("kind"), info.data.get("bundle")
+        task = info.data.get("inspect")
         if value is None:
-            plain = kind == "generate" and not (info.data.get("benchmark") or bundle)
+            plain = kind == "generate" and not (info.data.get("benchmark") or bundle or task)
             return "normalized" if plain else None
         graders = tuple(_context(info).get("graders") or GRADERS)
         if value not in graders:
@@ -454,6 +494,8 @@ class EvalSuiteConfig(_Section):
             raise FieldError("no grader: an NLL suite scores likelihoods, not answers")
         if bundle:
             raise FieldError("no grader: a bundle's benchmarks use their own scorers")
+        if task:
+            raise FieldError("no grader: an Inspect task scores with its own scorers")
         return value
 
     @field_validator("pattern", mode="after")
@@ -492,7 +534,9 @@ class EvalSuiteConfig(_Section):
     @field_validator("grader_options")
     @classmethod
     def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if value and (info.data.get("kind") == "nll" or info.data.get("bundle")):
+        if value and (
+            info.data.get("kind") == "nll" or info.data.get("bundle") or info.data.get("inspect")
+        ):
             raise FieldError("no grader_options: only a suite with a grader takes them")
         return value
 
@@ -735,11 +779,12 @@ def _is_local_model(value: str) -> bool:
 
 # Which raw-config values are paths: "file" a path, "files" a path or a list of them, "model" a
 # path only when written like one (./x, ../x, ~/x), "pyref" the path in "file.py:function",
-# [spec] a list whose items follow spec.
+# "task" the file in "tasks.py@name" (a registered task name is left alone), [spec] a list whose
+# items follow spec.
 _PATH_SPEC: dict[str, Any] = {
     "base_model": "model",
     "data": {"train": "files", "validation": "files", "pool": "files"},
-    "evals": [{"file": "file", "data_dir": "file", "function": "pyref"}],
+    "evals": [{"file": "file", "data_dir": "file", "function": "pyref", "inspect": "task"}],
     "output": {"workspace": "file"},
 }
 
@@ -777,6 +822,9 @@ def _map(spec: Any, value: Any, base_dir: Path) -> Any:
         return _absolute_path(value, base_dir)
     if spec == "model" and isinstance(value, str) and _is_local_model(value):
         return _absolute_path(value, base_dir)
+    if spec == "task" and isinstance(value, str) and value.split("@", 1)[0].endswith(".py"):
+        path, at, name = value.partition("@")
+        return f"{_absolute_path(path, base_dir)}{at}{name}"
     if spec == "pyref" and isinstance(value, str) and ".py:" in value:
         path, _, name = value.rpartition(":")
         return f"{_absolute_path(path, base_dir)}:{name}"

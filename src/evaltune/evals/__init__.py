@@ -12,7 +12,8 @@ Three layers, one result type:
    them all.
 
 ``app`` samples a suite of examples in one batch and grades it; ``suites`` builds a suite from
-plain arguments and runs it; ``result`` is the ``EvalResult`` (records, metrics with confidence
+plain arguments and runs it; ``endpoint`` runs one against an OpenAI-compatible server
+(``evaltune bench``); ``result`` is the ``EvalResult`` (records, metrics with confidence
 intervals, JSONL on disk); ``compare`` with ``significance`` compares two results sample by
 sample. Nothing here imports a model or torch: local and Tinker backends are one code path.
 """
@@ -27,6 +28,7 @@ from evaltune.evals.app import (
 )
 from evaltune.evals.chat import ChatBackend, EndpointChat, SamplerChat, api_key_from_env
 from evaltune.evals.compare import Comparison, MetricChange, compare_results
+from evaltune.evals.endpoint import EndpointClient, EndpointReply, evaluate_endpoint
 from evaltune.evals.graders import (
     GRADERS,
     Grader,
@@ -72,6 +74,8 @@ __all__ = [
     "ChatBackend",
     "Comparison",
     "EndpointChat",
+    "EndpointClient",
+    "EndpointReply",
     "EvalResult",
     "GradeResult",
     "Grader",
@@ -87,6 +91,7 @@ __all__ = [
     "api_key_from_env",
     "compare_results",
     "compute_suite_hash",
+    "evaluate_endpoint",
     "evaluate_examples",
     "evaluate_nll",
     "evaluate_suite",

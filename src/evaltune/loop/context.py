@@ -51,14 +51,18 @@ __all__ = ["RunContext", "Suite", "build_context", "build_suites", "make_service
 @dataclass
 class Suite:
     name: str
-    examples: list[Example]
-    grader: Grader | None  # None for an NLL suite
+    examples: list[Example]  # empty for an Inspect task (its dataset is the task's own)
+    grader: Grader | None  # None for an NLL suite or an Inspect task
     rule: SuiteRule
-    max_tokens: int
+    max_tokens: int | None  # None: an Inspect task's own setting
     temperature: float
     suite_hash: str
-    kind: str = "generate"  # "generate" | "nll"
+    kind: str = "generate"  # "generate" | "nll" | "inspect"
     provenance: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # kind "inspect": the Inspect task, its arguments and item limit
+    task_args: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    base_model: str = ""  # the name the base model is evaluated under (Inspect logs)
 
     def evaluate(
         self,
@@ -69,8 +73,29 @@ class Suite:
         model_path: str | None = None,
         max_seq_len: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        log_dir: Path | None = None,
     ) -> EvalResult:
-        """Sample and grade (or, for an NLL suite, score the completions of) every example."""
+        """Sample and grade (or, for an NLL suite, score the completions of) every example;
+        for an Inspect task, run it on ``sampler`` (its log goes to ``log_dir``)."""
+        if self.kind == "inspect":
+            from evaltune.inspect import evaluate_task
+
+            assert self.task is not None
+            return evaluate_task(
+                self.task,
+                sampler,
+                renderer,
+                suite=self.name,
+                model_name=model_path or self.base_model,
+                model_path=model_path,
+                task_args=self.task_args,
+                limit=self.limit,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=seed,
+                log_dir=log_dir,
+            )
+        assert self.max_tokens is not None
         loaded = LoadedSuite(
             self.name,
             self.kind,
@@ -174,12 +199,41 @@ def _grader_options(s: EvalSuiteConfig, cfg: RunConfig, service: Any, where: str
     return options
 
 
+def _rule(name: str, s: EvalSuiteConfig) -> SuiteRule:
+    hib = s.higher_is_better if s.higher_is_better is not None else True
+    return SuiteRule(name, s.metric or "accuracy", s.role, s.threshold, s.tolerance, hib)
+
+
+def _inspect_suite(s: EvalSuiteConfig, cfg: RunConfig) -> Suite:
+    """An ``inspect: TASK`` suite; the task is loaded when it runs (Inspect is imported then)."""
+    assert s.inspect is not None
+    provenance = {"kind": "inspect", "task": s.inspect, "task_args": dict(s.task_args)}
+    return Suite(
+        s.name,
+        [],
+        None,
+        _rule(s.name, s),
+        s.max_tokens,
+        s.temperature,
+        "",  # the log's own hash (samples asked, scorers) is stamped on each result
+        "inspect",
+        provenance,
+        task=s.inspect,
+        task_args=dict(s.task_args),
+        limit=s.limit,
+        base_model=cfg.base_model,
+    )
+
+
 def build_suites(cfg: RunConfig, renderer: Renderer, service: Any = None) -> list[Suite]:
     """Every eval suite of ``cfg`` loaded (bundles expanded into one suite per benchmark).
     ``service`` is needed only for a judge that runs on the backend."""
     suites: list[Suite] = []
     for i, s in enumerate(cfg.evals):
         where = f"evals[{i}] ({s.name})"
+        if s.inspect:
+            suites.append(_inspect_suite(s, cfg))
+            continue
         if s.bundle:
             specs = expand_bundle(s.name, s.bundle, data_dir=s.data_dir)
             if s.limit:
@@ -205,9 +259,7 @@ def build_suites(cfg: RunConfig, renderer: Renderer, service: Any = None) -> lis
                 loaded = load_suite(spec, renderer=renderer.name)
             except EvalError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-            metric = s.metric or "accuracy"
-            hib = s.higher_is_better if s.higher_is_better is not None else True
-            rule = SuiteRule(spec.name, metric, s.role, s.threshold, s.tolerance, hib)
+            rule = _rule(spec.name, s)
             suites.append(
                 Suite(
                     spec.name,

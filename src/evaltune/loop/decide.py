@@ -149,8 +149,7 @@ def choose_best(rounds: Sequence[Round], rules: Sequence[SuiteRule]) -> Round | 
     """
     baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
     trained = [
-        r for r in rounds
-        if r["round"] > 0 and r.get("evals") and guards_hold(r, baseline, rules)
+        r for r in rounds if r["round"] > 0 and r.get("evals") and guards_hold(r, baseline, rules)
     ]
     if not trained:
         return None

@@ -123,6 +123,7 @@ class _Loop:
             model_path=model_path,
             max_seq_len=self.ctx.max_seq_len,
             progress=lambda done, total: self.rep.advance(task, done),
+            log_dir=self.run.round_dir(k) / "eval" / "inspect",  # Inspect tasks' logs
         )
         self.rep.finish(task)
         result.write_jsonl(self.run.round_dir(k) / "eval" / f"{suite.name}.jsonl")
@@ -299,7 +300,8 @@ class _Loop:
             spent={
                 "steps": self.state["global_step"] + record["steps"],
                 "tokens": self.state["tokens"] + (record["train"] or {}).get("tokens", 0),
-                "seconds": time.time() - self.state["started_at"]
+                "seconds": time.time()
+                - self.state["started_at"]
                 + ((record["train"] or {}).get("seconds") or 0.0),
             },
             limits={"steps": b.max_steps, "tokens": b.max_tokens, "seconds": b.max_seconds},

@@ -345,7 +345,10 @@ def test_render_report_per_tag_table() -> None:
 def test_render_report_best_checkpoint_and_notes() -> None:
     best = {"round": 1, "checkpoint": {"sampler": "tinker://x/sampler", "state": "tinker://x/s"}}
     text = render_report(summary_of(report_rounds(), best=best, notes=["removed 2 duplicates"]))
-    assert "- best checkpoint: round 1 — `tinker://x/sampler` (resumable state: `tinker://x/s`)" in text
+    assert (
+        "- best checkpoint: round 1 — `tinker://x/sampler` (resumable state: `tinker://x/s`)"
+        in text
+    )
     assert "- data: removed 2 duplicates" in text
 
 
