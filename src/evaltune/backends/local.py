@@ -423,27 +423,7 @@ class TrainingClient:
 
 
 def _sample_spec(prompt: list[int], num_samples: int, params: types.SamplingParams) -> SampleSpec:
-    stop = params.stop
-    stop_strings: list[str] = []
-    stop_tokens: list[int] = []
-    if isinstance(stop, str):
-        stop_strings = [stop]
-    elif stop is not None:
-        for s in stop:
-            (stop_strings if isinstance(s, str) else stop_tokens).append(s)  # type: ignore[arg-type]
-    return SampleSpec(
-        prompt=prompt,
-        num_samples=num_samples,
-        max_tokens=params.max_tokens,
-        # Tinker: stop=None keeps the implicit EOS stop; stop=[] disables every stop, EOS too.
-        ignore_eos=stop is not None and not isinstance(stop, str) and len(stop) == 0,
-        temperature=params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        stop_tokens=stop_tokens,
-        stop_strings=stop_strings,
-        seed=params.seed,
-    )
+    return SampleSpec.from_sampling_params(prompt, num_samples, params)
 
 
 class SamplingClient:
