@@ -281,12 +281,14 @@ class Engine:
     def sampler_slot(self, folder: Path) -> str:
         """The slot holding ``folder``'s adapter, loading it (and evicting the oldest) if needed."""
         weights = folder / lora.ADAPTER_WEIGHTS
-        config = lora.read_adapter_config(folder)
-        key = (str(folder.resolve()), weights.stat().st_mtime)
         cache = self._samplers.slots
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
+        if weights.is_file():  # a hit costs one stat, no config read (this runs per sample batch)
+            key = (str(folder.resolve()), weights.stat().st_mtime)
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        config = lora.read_adapter_config(folder)  # says clearly what a non-checkpoint lacks
+        key = (str(folder.resolve()), weights.stat().st_mtime)
         name = f"s{next(self._ids)}"
         self.model = lora.add_adapter(self.model, name, config)
         lora.load_adapter_weights(self.model, name, folder)
