@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -36,6 +35,14 @@ from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 
 from evaltune.engine import AdamConfig, Engine, ForwardItem, LoraSpec, SampleSpec, get_engine
 from evaltune.engine.batcher import SampleOutput
+from evaltune.engine.checkpoint_paths import (
+    MALFORMED,
+    NAME,
+    NAME_RULE,
+    URI_PREFIX,
+    make_uri,
+    split_uri,
+)
 from evaltune.engine.engine import read_checkpoint_meta
 from evaltune.engine.models import BUILTIN_MODELS, resolve_model
 from evaltune.errors import BackendError
@@ -46,11 +53,10 @@ __all__ = [
     "TrainingClient",
     "checkpoint_folder",
     "default_checkpoint_dir",
+    "run_checkpoint_dir",
 ]
 
 T = TypeVar("T")
-URI_PREFIX = "tinker://"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def default_checkpoint_dir() -> Path:
@@ -62,18 +68,27 @@ def checkpoint_folder(path: str, checkpoint_dir: Path | None = None) -> Path:
     """The local folder behind a ``tinker://`` checkpoint URI (or a plain folder path)."""
     root = checkpoint_dir or default_checkpoint_dir()
     if path.startswith(URI_PREFIX):
-        rest = path[len(URI_PREFIX) :].strip("/").split("/")
-        if len(rest) != 3 or rest[1] not in ("weights", "sampler_weights") or ".." in rest:
-            raise BackendError(
-                f"malformed checkpoint path {path!r}; expected "
-                "tinker://<model_id>/weights/<name> or tinker://<model_id>/sampler_weights/<name>"
-            )
+        rest = split_uri(path)
+        if rest is None or ".." in rest:
+            raise BackendError(f"malformed checkpoint path {path!r}; {MALFORMED}")
         folder = root.joinpath(*rest)
     else:
         folder = Path(path).expanduser()
     if not folder.is_dir():
         raise BackendError(f"checkpoint {path!r} not found (looked in {folder})")
     return folder
+
+
+def run_checkpoint_dir(path: str, workspace: Path | None = None) -> Path | None:
+    """For a ``tinker://<model_id>/...`` path from a run's report: that run's checkpoint folder
+    under ``<workspace>/runs`` (default: the current directory), else None (use the default)."""
+    if not path.startswith(URI_PREFIX):
+        return None
+    model_id = path[len(URI_PREFIX) :].split("/")[0]
+    base = workspace or Path.cwd()
+    for folder in sorted(base.glob(f"runs/*/checkpoints/{model_id}")):
+        return folder.parent
+    return None
 
 
 class _ClientFuture(AwaitableConcurrentFuture[T], Generic[T]):
@@ -105,11 +120,8 @@ def _then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
-        raise BackendError(
-            f"checkpoint name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
-            "(at most 128 characters, not starting with '.')"
-        )
+    if not NAME.fullmatch(name):
+        raise BackendError(f"checkpoint name {name!r} is not allowed; {NAME_RULE}")
 
 
 def _tokens(model_input: types.ModelInput, where: str) -> list[int]:
@@ -324,7 +336,7 @@ class TrainingClient:
                 f"checkpoint {name!r} already exists for {self.model_id} ({folder}); "
                 "choose another name or pass overwrite=True"
             )
-        return folder, f"{URI_PREFIX}{self.model_id}/{kind}/{name}"
+        return folder, make_uri(self.model_id, kind, name)
 
     def save_state(
         self,

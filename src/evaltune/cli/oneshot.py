@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from evaltune.backends.local import ServiceClient
+from evaltune.backends.local import ServiceClient, run_checkpoint_dir
+from evaltune.cli.bench import print_accuracy
 from evaltune.cli.reporter import RichReporter
 from evaltune.config import dump_config, load_config
 from evaltune.data import get_renderer, load_many
@@ -20,35 +21,11 @@ from evaltune.loop.context import build_context
 from evaltune.tracking import RunDir
 from evaltune.train import run_sft_round
 
-__all__ = ["eval_once", "print_result", "train_once"]
+__all__ = ["eval_once", "train_once"]
 
 
 def _is_checkpoint(model: str) -> bool:
     return model.startswith("tinker://") or (Path(model) / "adapter_config.json").is_file()
-
-
-def _checkpoint_dir_of(model: str) -> Path | None:
-    """For a ``tinker://<model_id>/...`` path from a run's report: the run's checkpoints folder
-    (searched under ./runs), else None (the default checkpoint folder)."""
-    if not model.startswith("tinker://"):
-        return None
-    model_id = model[len("tinker://") :].split("/")[0]
-    for folder in sorted(Path.cwd().glob(f"runs/*/checkpoints/{model_id}")):
-        return folder.parent
-    return None
-
-
-def print_result(result: EvalResult, out: Console) -> None:
-    m = result.metrics
-    out.print(
-        f"[bold]{result.suite}[/]: accuracy {m['accuracy']:.3f} "
-        f"[{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] on {int(m['n'])} items"
-    )
-    if result.per_tag:
-        table = Table("tag", "accuracy", "n")
-        for tag, v in sorted(result.per_tag.items()):
-            table.add_row(tag, f"{v['accuracy']:.3f}", str(int(v["n"])))
-        out.print(table)
 
 
 def eval_once(
@@ -72,7 +49,7 @@ def eval_once(
     except EvalError as exc:  # a wrong --grader/--pattern is a usage error (exit 2)
         raise ConfigError(str(exc)) from None
     service = ServiceClient(
-        checkpoint_dir=_checkpoint_dir_of(model),
+        checkpoint_dir=run_checkpoint_dir(model),
         progress=lambda msg: console.print(msg, highlight=False),
     )
     if _is_checkpoint(model):
@@ -94,7 +71,7 @@ def eval_once(
             progress=lambda done, total: rep.advance("eval", done),
         )
         rep.finish("eval")
-    print_result(result, out)
+    print_accuracy(result, out)
     if output:
         result.write_jsonl(output)
         out.print(f"per-sample results: {output}")

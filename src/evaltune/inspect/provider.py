@@ -58,17 +58,6 @@ def _user_error(message: str) -> Exception:
     return PrerequisiteError(message)
 
 
-def _checkpoint_dir_of(name: str) -> Path | None:
-    """For ``tinker://<model_id>/...`` from a run's report: that run's checkpoints folder under
-    ./runs when there is one, else None (the default checkpoint folder)."""
-    if not name.startswith("tinker://"):
-        return None
-    model_id = name[len("tinker://") :].split("/")[0]
-    for folder in sorted(Path.cwd().glob(f"runs/*/checkpoints/{model_id}")):
-        return folder.parent
-    return None
-
-
 def resolve_sampler(
     name: str,
     *,
@@ -79,9 +68,9 @@ def resolve_sampler(
 ) -> Any:
     """A local SamplingClient for ``name``: a checkpoint (``tinker://`` path or a folder with
     ``adapter_config.json``) on its base model, else a base model (alias, folder, HF id)."""
-    from evaltune.backends.local import ServiceClient
+    from evaltune.backends.local import ServiceClient, run_checkpoint_dir
 
-    folder = checkpoint_dir or _checkpoint_dir_of(name)
+    folder = checkpoint_dir or run_checkpoint_dir(name)
     service = ServiceClient(checkpoint_dir=folder, device=device, dtype=dtype)
     if name.startswith("tinker://") or (Path(name) / "adapter_config.json").is_file():
         return service.create_sampling_client(model_path=name, base_model=base_model).result()

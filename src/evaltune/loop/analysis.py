@@ -27,7 +27,7 @@ from evaltune.data.dedup import normalise_text
 from evaltune.evals import EvalResult
 from evaltune.loop.decide import SuiteRule
 
-__all__ = ["ERROR_TYPES", "analyse_round", "classify_error", "text_vectors"]
+__all__ = ["ERROR_TYPES", "analyse_round", "classify_error", "tag_accuracy", "text_vectors"]
 
 ERROR_TYPES = ("wrong_answer", "wrong_format", "truncated", "empty", "refusal")
 _REFUSAL = re.compile(
@@ -97,7 +97,8 @@ def _clusters(prompts: list[str], tags: list[list[str]], vectors: np.ndarray) ->
     return out
 
 
-def _tag_acc(round_: Round | None, suite: str) -> dict[str, float]:
+def tag_accuracy(round_: Round | None, suite: str) -> dict[str, float]:
+    """A round record's per-tag accuracy for ``suite`` ({} when absent)."""
     if not round_:
         return {}
     per_tag = round_.get("evals", {}).get(suite, {}).get("per_tag", {})
@@ -117,8 +118,8 @@ def analyse_round(
     base = rounds[0] if rounds[0]["round"] == 0 else None
     out: dict[str, Any] = {"round": last["round"], "suites": {}}
     for rule in rules:
-        now = _tag_acc(last, rule.name)
-        before, baseline = _tag_acc(prev, rule.name), _tag_acc(base, rule.name)
+        now = tag_accuracy(last, rule.name)
+        before, baseline = tag_accuracy(prev, rule.name), tag_accuracy(base, rule.name)
         suite: dict[str, Any] = {
             "tags": {
                 tag: {

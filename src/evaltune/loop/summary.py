@@ -12,19 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaltune.config import RunConfig
+from evaltune.loop.analysis import tag_accuracy
 from evaltune.loop.decide import SuiteRule, target_score
 from evaltune.tracking import RunDir
 
 __all__ = ["render_report", "write_summary"]
 
 Round = dict[str, Any]
-
-
-def _tag_acc(round_: Round | None, suite: str) -> dict[str, float]:
-    if not round_:
-        return {}
-    per_tag = round_.get("evals", {}).get(suite, {}).get("per_tag", {})
-    return {tag: float(v["accuracy"]) for tag, v in per_tag.items()}
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -105,7 +99,7 @@ def render_report(summary: dict[str, Any]) -> str:
         row += [_fmt(rd.get("val_nll")), decision.get("reason", "–")]
         lines.append("| " + " | ".join(row) + " |")
     for r in rules:
-        tags = sorted({t for rd in summary["rounds"] for t in _tag_acc(rd, r.name)})
+        tags = sorted({t for rd in summary["rounds"] for t in tag_accuracy(rd, r.name)})
         if not tags:
             continue
         lines += ["", f"## Per-tag accuracy: {r.name}", ""]
@@ -114,7 +108,7 @@ def render_report(summary: dict[str, Any]) -> str:
         ]
         lines += ["| tag | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for tag in tags:
-            vals = [_fmt(_tag_acc(rd, r.name).get(tag)) for rd in summary["rounds"]]
+            vals = [_fmt(tag_accuracy(rd, r.name).get(tag)) for rd in summary["rounds"]]
             lines.append(f"| {tag} | " + " | ".join(vals) + " |")
     lines += _selection_section(summary) + _failure_section(summary)
     lines += ["", "## Decisions", ""]

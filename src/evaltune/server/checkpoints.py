@@ -6,8 +6,8 @@ The layout is the local backend's (docs/local-engine.md), so ``evaltune serve`` 
     tinker://<model_id>/weights/<name>          ->  <root>/<model_id>/weights/<name>/
     tinker://<model_id>/sampler_weights/<name>  ->  <root>/<model_id>/sampler_weights/<name>/
 
-The path mapping is duplicated from ``evaltune.backends.local`` (a few lines) because the
-server may import only the engine. Training runs get a small record
+The path scheme itself lives in ``evaltune.engine.checkpoint_paths`` and is shared with the
+local backend. Training runs get a small record
 (``<root>/<model_id>/evaltune_run.json``: base model, LoRA rank, user metadata) so listings
 survive a restart; the folders themselves are the source of truth for checkpoints.
 """
@@ -23,25 +23,31 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.engine import checkpoint_paths
+from evaltune.engine.checkpoint_paths import (
+    MALFORMED,
+    NAME,
+    NAME_RULE,
+    URI_PREFIX,
+    make_uri,
+    split_uri,
+)
 from evaltune.server.http import ApiError
 
 __all__ = ["URI_PREFIX", "CheckpointStore"]
 
-URI_PREFIX = "tinker://"
-KINDS: dict[str, types.CheckpointType] = {"weights": "training", "sampler_weights": "sampler"}
+# The SDK's name for each kind of checkpoint folder.
+KINDS: dict[str, types.CheckpointType] = dict(
+    zip(checkpoint_paths.KINDS, ("training", "sampler"), strict=True)
+)
 RUN_FILE = "evaltune_run.json"
 USER_FILE = "user_metadata.json"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_name(name: str, what: str = "checkpoint name") -> str:
-    if not _NAME.fullmatch(name):
-        raise ApiError(
-            400,
-            f"{what} {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
-            "(at most 128 characters, not starting with '.')",
-        )
+    if not NAME.fullmatch(name):
+        raise ApiError(400, f"{what} {name!r} is not allowed; {NAME_RULE}")
     return name
 
 
@@ -56,7 +62,7 @@ class CheckpointStore:
         self.root = root
 
     def uri(self, model_id: str, kind: str, name: str) -> str:
-        return f"{URI_PREFIX}{model_id}/{kind}/{name}"
+        return make_uri(model_id, kind, name)
 
     def new_folder(self, model_id: str, kind: str, name: str, overwrite: bool) -> tuple[Path, str]:
         """Where a new checkpoint goes, and its URI; refuses to replace one unless asked."""
@@ -71,13 +77,9 @@ class CheckpointStore:
 
     def parse(self, path: str) -> tuple[str, str, str]:
         """``(model_id, kind, name)`` of a ``tinker://`` URI; a 400 when malformed."""
-        rest = path[len(URI_PREFIX) :].strip("/").split("/") if path.startswith(URI_PREFIX) else []
-        if len(rest) != 3 or rest[1] not in KINDS:
-            raise ApiError(
-                400,
-                f"malformed checkpoint path {path!r}; expected "
-                "tinker://<model_id>/weights/<name> or tinker://<model_id>/sampler_weights/<name>",
-            )
+        rest = split_uri(path)
+        if rest is None:
+            raise ApiError(400, f"malformed checkpoint path {path!r}; {MALFORMED}")
         return check_model_id(rest[0]), rest[1], check_name(rest[2])
 
     def folder(self, path: str) -> Path:
@@ -88,7 +90,7 @@ class CheckpointStore:
             candidates = [self.root / model_id / kind / name]
         else:
             model_id, _, name = path.rpartition("/")
-            if not model_id or not _MODEL_ID.fullmatch(model_id) or not _NAME.fullmatch(name):
+            if not model_id or not _MODEL_ID.fullmatch(model_id) or not NAME.fullmatch(name):
                 raise ApiError(404, f"no checkpoint {path!r} on this server")
             candidates = [self.root / model_id / kind / name for kind in KINDS]
         for folder in candidates:
