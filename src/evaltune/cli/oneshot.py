@@ -19,7 +19,7 @@ from evaltune.evals import EvalResult, compute_suite_hash, evaluate_examples, ma
 from evaltune.evals import validation_nll as nll_of
 from evaltune.loop.context import build_context
 from evaltune.tracking import RunDir
-from evaltune.train import run_sft_round
+from evaltune.train import run_sft_round, steps_for_data
 
 __all__ = ["eval_once", "train_once"]
 
@@ -99,7 +99,18 @@ def train_once(
         ).result()
         before = nll_of(tc, ctx.validation).mean_nll if ctx.validation else None
         t = cfg.training
-        n = steps or t.steps_per_round
+        n = steps or (
+            t.steps_per_round
+            if t.steps_per_round != "auto"
+            else steps_for_data(
+                len(ctx.train),
+                t.batch_size,
+                t.grad_accum,
+                t.passes,
+                t.min_steps,
+                cfg.loop.max_steps_per_round,
+            )
+        )
         rep.start("train", "train", n)
         result = run_sft_round(
             tc,

@@ -35,6 +35,7 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -199,7 +200,31 @@ class TrainingConfig(_Section):
     """Optimizer and schedule of each round's training."""
 
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
-    steps_per_round: int = Field(10, ge=1, description="Optimizer steps in each round.")
+    steps_per_round: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description='Optimizer steps in each round, or `"auto"`: steps follow the round\'s data, '
+        "`passes` over it (new examples plus replay), at least `min_steps` and at most "
+        "`loop.max_steps_per_round`.",
+    )
+    passes: float = Field(
+        1.5,
+        gt=0,
+        le=20,
+        description='`steps_per_round: "auto"`: passes over each round\'s data (new examples '
+        "and replay).",
+    )
+    min_steps: int = Field(4, ge=1, description='`steps_per_round: "auto"`: fewest steps a round.')
+    lr_probe: bool = Field(
+        True,
+        description='With `learning_rate: "auto"`: before round 1, train a few steps at each of '
+        "`probe_factors` × the heuristic learning rate on 80 % of the training data and keep "
+        "the one with the lowest NLL on the other 20 %.",
+    )
+    probe_factors: Annotated[tuple[float, ...], Field(strict=False, min_length=1)] = Field(
+        (0.25, 0.5, 1.0),
+        description="`lr_probe`: multipliers of the heuristic learning rate to try.",
+    )
+    probe_steps: int = Field(6, ge=1, le=200, description="`lr_probe`: steps per candidate.")
     learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description='Peak learning rate, or `"auto"`: chosen by the trainer from the model size '
@@ -225,6 +250,14 @@ class TrainingConfig(_Section):
             return handler(value)
         except ValidationError:
             raise FieldError('a number > 0 or "auto"') from None
+
+    @field_validator("steps_per_round", mode="wrap")
+    @classmethod
+    def _steps(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise FieldError('an integer ≥ 1 or "auto"') from None
 
 
 class JudgeConfig(_Section):
@@ -571,16 +604,81 @@ class EvalSuiteConfig(_Section):
 POLICIES = ("lr_decay", "capacity", "more_steps", "bayes")
 
 
+class SynthesisConfig(_Section):
+    """A teacher that writes new training examples for a tag when its pool has run dry."""
+
+    generator: str | None = Field(
+        None,
+        description="A Python function `module:function(tag, n, examples)` returning records "
+        "(dicts in any training-data shape, or `Example`s); `examples` are the tag's training "
+        "examples, as dicts.",
+    )
+    model: str | None = Field(
+        None,
+        description="A teacher model: its name at `base_url`, or, without `base_url`, a model "
+        "the backend loads.",
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint of the teacher, e.g. `http://host:8000/v1`."
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the teacher endpoint's API key."
+    )
+    per_tag: int = Field(8, ge=1, le=200, description="Examples asked for per tag and round.")
+    max_tokens: int = Field(512, ge=16, description="Teacher reply length, tokens.")
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> SynthesisConfig:
+        if (self.generator is None) == (self.model is None):
+            raise ValueError("synthesis: set exactly one of `generator` or `model`")
+        if self.generator is not None and ":" not in self.generator:
+            raise ValueError(
+                f"synthesis.generator: 'module:function' expected; found {self.generator!r}"
+            )
+        return self
+
+
 class SelectionConfig(_Section):
     """Which pool examples join the training data after each round (`data.pool`)."""
 
-    strategy: Literal["none", "targeted", "random"] = Field(
-        "none",
-        description="`targeted`: pool items of the weakest tags and most similar to the failed "
-        "eval prompts; `random`: a random sample of the same size (a baseline to compare with); "
-        "`none`: train on `data.train` only.",
+    strategy: Literal["auto", "adaptive", "none", "targeted", "random"] = Field(
+        "auto",
+        description="`adaptive`: a bandit over the target suites' tags spends each round's "
+        "budget where accuracy responds, explores untried tags, marks stalled ones, replays "
+        "learned ones (see docs/how-the-loop-decides.md); `targeted`: pool items of the weakest "
+        "tags and most similar to the failed eval prompts; `random`: a random sample of the "
+        "same size (a baseline to compare with); `none`: train on `data.train` only; `auto`: "
+        "`adaptive` when `data.pool` is set, else `none`.",
     )
-    budget: int = Field(12, ge=1, description="Pool examples added per round at most.")
+    budget: int = Field(
+        32,
+        ge=1,
+        description="Pool (or generated) examples added per round at most: a ceiling; "
+        "`adaptive` adds fewer when fewer would help.",
+    )
+    replay: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="`adaptive`: examples replayed from earlier rounds per new example (tags "
+        "that regressed first, then learned ones; never stalled ones).",
+    )
+    stall_rounds: int = Field(
+        2,
+        ge=1,
+        description="`adaptive`: evaluated rounds a tag may take examples without a "
+        "significant gain before it is marked stalled.",
+    )
+    explore: float = Field(
+        1.0,
+        ge=0,
+        description="`adaptive`: weight of a tag with no examples yet, × its headroom.",
+    )
+    synthesis: SynthesisConfig | None = Field(
+        None,
+        description="`adaptive`: who writes new examples for a tag whose pool has run dry "
+        "(null: nobody).",
+    )
     similarity: Literal["auto", "embedding", "tfidf"] = Field(
         "auto",
         description="How failed prompts and pool items are compared: `embedding` "
@@ -622,7 +720,26 @@ class LoopConfig(_Section):
         True, description="Stop as soon as every target suite meets its threshold."
     )
     plateau_rounds: int = Field(
-        0, ge=0, description="Stop after this many rounds without improvement; 0 turns it off."
+        2, ge=0, description="Stop after this many rounds without improvement; 0 turns it off."
+    )
+    rollback: bool = Field(
+        True,
+        description="When a round's target score falls significantly below the best round's "
+        "(a paired test on the same items), the next round restarts from the best round's "
+        "weights and optimizer with the learning rate × `guard_backoff`.",
+    )
+    significance: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="p-value below which a paired change in a target suite counts as real, not "
+        "noise (decisions on small suites need a lenient level).",
+    )
+    overfit_loss: float = Field(
+        0.05,
+        ge=0,
+        description="A round whose final training loss is below this and whose eval did not "
+        "improve has memorised its data: the loop stops unless new data comes next.",
     )
     min_improvement: float = Field(
         0.0, ge=0, description="Smallest gain in a target metric that counts as improvement."
@@ -786,6 +903,7 @@ _PATH_SPEC: dict[str, Any] = {
     "data": {"train": "files", "validation": "files", "pool": "files"},
     "evals": [{"file": "file", "data_dir": "file", "function": "pyref", "inspect": "task"}],
     "output": {"workspace": "file"},
+    "loop": {"selection": {"synthesis": {"generator": "pyref"}}},
 }
 
 

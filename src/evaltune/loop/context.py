@@ -132,6 +132,7 @@ class RunContext:
     facts: dict[str, Any] = field(default_factory=dict)  # model sizes, when the backend knows
     notes: list[str] = field(default_factory=list)  # what data checks found, for the report
     stats: dict[str, Any] = field(default_factory=dict)
+    train_examples: list[Example] = field(default_factory=list)  # data.train, as checked
 
     def render(self, examples: list[Example]) -> list[types.Datum]:
         """Training datums for ``examples`` (those with no completion token left are skipped)."""
@@ -337,6 +338,7 @@ def build_context(
             "tokens": stats.summary(),
         },
     )
+    ctx.train_examples = train
     ctx.train = ctx.render(train)
     if not ctx.train:
         raise ConfigError(

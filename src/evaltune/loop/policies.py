@@ -13,7 +13,9 @@ function ``(plan, history) -> (plan, note)``:
   round's learning rate factor is a trial, its gain in target score the value).
 
 A round that broke a guard is handled before any policy: the next round restarts from the best
-round that held every guard, with the learning rate × ``loop.guard_backoff``.
+round that held every guard, with the learning rate × ``loop.guard_backoff``. So is a round whose
+target score fell significantly below the best round's (``vs_best`` verdict ``worse``, a paired
+test on the same items; ``loop.rollback``): it restarts from the best trained round the same way.
 """
 
 from __future__ import annotations
@@ -144,6 +146,23 @@ def next_plan(
             f"lr × {loop['guard_backoff']}"
         )
         return plan, notes
+    vs_best = last.get("vs_best") or {}
+    if loop.get("rollback") and vs_best.get("verdict") == "worse":
+        good = [r for r in trained if guards_hold(r, baseline, rules) and r is not last]
+        best = choose_best(good, rules) if good else None
+        if best is not None:
+            plan = replace(
+                plan,
+                lr=plan.lr * loop["guard_backoff"],
+                rank=int(best.get("rank") or plan.rank),
+                restart_from=best["checkpoint"]["state"],
+            )
+            notes.append(
+                f"round {last['round']} fell below round {vs_best['against']} "
+                f"({vs_best['delta']:+.2f}, p={vs_best['p_value']:.2f}): restart from round "
+                f"{best['round']}, lr × {loop['guard_backoff']}"
+            )
+            return plan, notes
     for name in policies:
         if name == "lr_decay" and loop["lr_decay"] != 1.0:
             plan = replace(plan, lr=plan.lr * loop["lr_decay"])

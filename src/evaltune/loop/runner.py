@@ -20,16 +20,22 @@ from typing import Any
 
 from evaltune.backends.local import checkpoint_folder
 from evaltune.config import RunConfig, dump_config, load_config
+from evaltune.data import Example
+from evaltune.data.records import parse_record
 from evaltune.evals import EvalResult, validation_nll
+from evaltune.loop.adaptive import plan_round_data
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, Suite, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
+from evaltune.loop.noise import compare_rounds
 from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, next_plan
+from evaltune.loop.probe import probe_learning_rate
 from evaltune.loop.reporter import NullReporter, Reporter
 from evaltune.loop.select import select_random, select_targeted, tag_weakness
 from evaltune.loop.summary import write_summary
+from evaltune.loop.synthesis import Synthesiser, example_to_record
 from evaltune.tracking import RunDir
-from evaltune.train import StepMetrics, run_sft_round
+from evaltune.train import StepMetrics, run_sft_round, steps_for_data
 
 __all__ = ["resume_run", "run_loop", "start_run"]
 
@@ -44,7 +50,7 @@ def start_run(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
     run.write_json(
         STATE,
         {
-            "version": 1,
+            "version": 2,
             "run_id": run.run_id,
             "status": "running",
             "rounds": [],
@@ -52,6 +58,11 @@ def start_run(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
             "tokens": 0,
             "plan": None,
             "selected_ids": [],
+            "trained": [],  # adaptive: keys of every example trained so far, in order
+            "round_data": None,  # adaptive: the next round's new and replay keys
+            "stalled": {},  # adaptive: tag -> the LoRA rank it stalled at
+            "generated": [],  # adaptive: examples a synthesiser wrote (records with ids)
+            "probe": None,  # the learning-rate probe, when it ran
             "last_state_path": None,
             "stop_reason": None,
             "best_round": None,
@@ -88,9 +99,26 @@ class _Loop:
     def __init__(self, run: RunDir, cfg: RunConfig, ctx: RunContext, rep: Reporter) -> None:
         self.run, self.cfg, self.ctx, self.rep = run, cfg, ctx, rep
         self.state: dict[str, Any] = run.read_json(STATE)
+        for key, default in (("trained", []), ("round_data", None), ("stalled", {})):
+            self.state.setdefault(key, default)  # a version-1 state file reads on
+        self.state.setdefault("generated", [])
+        self.state.setdefault("probe", None)
         self.training_client: Any = None
         self.client_rank: int | None = None
         self.pool = {e.id: e for e in ctx.pool}
+        # adaptive: every example by key: the seed set, the pool, what was generated
+        self.examples: dict[str, Example] = {f"seed:{e.id}": e for e in ctx.train_examples}
+        self.examples.update(self.pool)
+        for record in self.state["generated"]:
+            self.examples[record["id"]] = parse_record(
+                record, source="state.json (generated)", default_id=record["id"]
+            )
+        sel = cfg.loop.selection
+        self.adaptive = sel.strategy == "adaptive" or (
+            sel.strategy == "auto" and bool(ctx.pool or sel.synthesis)
+        )
+        self.base_lr = (self.state["probe"] or {}).get("chosen", ctx.learning_rate)
+        self.synthesiser: Synthesiser | None = None
 
     def save(self) -> None:
         self.run.write_json(STATE, self.state)
@@ -185,16 +213,38 @@ class _Loop:
     def _plan(self) -> Plan:
         if self.state["plan"] is None:
             t = self.cfg.training
-            self.state["plan"] = asdict(
-                Plan(self.ctx.learning_rate, t.steps_per_round, self.cfg.lora.rank)
-            )
+            steps = 0 if t.steps_per_round == "auto" else t.steps_per_round  # 0: follow the data
+            self.state["plan"] = asdict(Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank))
         return Plan(**self.state["plan"])
+
+    def _steps(self, plan: Plan, n: int) -> int:
+        """A fixed ``steps_per_round`` (or what a policy made of it), or steps that follow the
+        round's data: ``passes`` over its ``n`` examples, within [min_steps, max]."""
+        t = self.cfg.training
+        if t.steps_per_round != "auto":
+            return plan.steps
+        return steps_for_data(
+            n, t.batch_size, t.grad_accum, t.passes, t.min_steps, self.cfg.loop.max_steps_per_round
+        )
 
     def train(self, k: int) -> dict[str, Any]:
         t, plan = self.cfg.training, self._plan()
-        added = [self.pool[i] for i in self.state["selected_ids"] if i in self.pool]
-        datums = self.ctx.train + self.ctx.render(added)
+        data = self.state["round_data"] if self.adaptive else None
+        if data is not None:
+            keys = data["new"] + data["replay"]
+            datums = self.ctx.render([self.examples[key] for key in keys])
+            added = [key for key in data["new"] if not key.startswith("seed:")]
+        else:
+            added_ex = [self.pool[i] for i in self.state["selected_ids"] if i in self.pool]
+            datums = self.ctx.train + self.ctx.render(added_ex)
+            added = [e.id for e in added_ex]
+        steps = self._steps(plan, len(datums))
+        plan = Plan(plan.lr, steps, plan.rank, plan.restart_from, plan.fresh_adapter)
         seed = t.seed * 1000 + k
+        self.rep.message(
+            f"round {k} · training {steps} steps on {len(datums)} examples at lr {plan.lr:.3g}"
+            f" (rank {plan.rank})"
+        )
         self.run.write_json(
             f"rounds/{k}/plan.json",
             {
@@ -205,6 +255,11 @@ class _Loop:
                 "seed": seed,
                 "train_examples": len(datums),
                 "pool_examples": len(added),
+                **(
+                    {"new_examples": len(data["new"]), "replay_examples": len(data["replay"])}
+                    if data is not None
+                    else {}
+                ),
             },
         )
         tc = self._training_client(plan)
@@ -249,7 +304,7 @@ class _Loop:
             checkpoint["sampler_folder"] = str(
                 checkpoint_folder(sampler_path, self.run.checkpoints)
             )
-        return {
+        record = {
             "round": k,
             "phase": "trained",
             "lr": plan.lr,
@@ -260,6 +315,18 @@ class _Loop:
             "evals": {},
             "val_nll": None,
         }
+        if data is not None:
+            record["data"] = {
+                "new": len(data["new"]),
+                "replay": len(data["replay"]),
+                "by_tag": data["by_tag"],
+                "quotas": data["quotas"],
+            }
+            self.state["trained"] += [
+                key for key in data["new"] if key not in self.state["trained"]
+            ]
+            self.state["round_data"] = None
+        return record
 
     def evaluate_round(self, record: dict[str, Any]) -> None:
         k = record["round"]
@@ -279,8 +346,27 @@ class _Loop:
         baseline = self.rounds[0] if self.rounds[0]["round"] == 0 else None
         record["targets_met"] = targets_met(record, self.ctx.rules)
         record["guards_hold"] = guards_hold(record, baseline, self.ctx.rules)
+        record["vs_best"] = self._vs_best(record, results)
         record["phase"] = "evaluated"
         self._analyse(k, results)
+
+    def _vs_best(self, record: dict[str, Any], results: dict[str, EvalResult]) -> Any:
+        """This round against the best earlier one (the baseline before any), paired by item."""
+        earlier = [r for r in self.rounds if r["round"] < record["round"] and r.get("evals")]
+        best = choose_best(earlier, self.ctx.rules) or next(
+            (r for r in earlier if r["round"] == 0), None
+        )
+        if best is None:
+            return None
+        targets = [s.name for s in self.ctx.suites if s.rule.role == "target" and s.kind != "nll"]
+        cmp = compare_rounds(
+            results,
+            self._results(best["round"]),
+            targets,
+            best["round"],
+            self.cfg.loop.significance,
+        )
+        return cmp.to_json() if cmp else None
 
     # -- decide -----------------------------------------------------------------------------
     def decide(self, record: dict[str, Any]) -> None:
@@ -326,11 +412,14 @@ class _Loop:
             self.ctx.rules,
             policies=loop.policies,
             loop=loop.model_dump(),
-            base_lr=self.ctx.learning_rate,
+            base_lr=self.base_lr,
             lora_params=params,
             completion_tokens=self.ctx.completion_tokens,
         )
         self.state["plan"] = asdict(plan)
+        if self.adaptive:
+            self._plan_adaptive(record, plan, notes)
+            return
         selection = self._select(record["round"])
         if selection:
             self.state["selected_ids"] += [s["id"] for s in selection["added"]]
@@ -378,21 +467,230 @@ class _Loop:
             "added": chosen.describe(),
         }
 
+    # -- learning-rate probe ----------------------------------------------------------------
+    def probe(self) -> None:
+        t, lora = self.cfg.training, self.cfg.lora
+        if t.learning_rate != "auto" or not t.lr_probe or self.state["probe"] is not None:
+            return
+        task = "probe"
+        factors = sorted(set(t.probe_factors))
+        self.rep.start(task, "learning-rate probe", len(factors))
+
+        def make_client() -> Any:
+            return self.ctx.service.create_lora_training_client(
+                self.cfg.base_model,
+                rank=self._plan().rank,
+                seed=t.seed,
+                train_mlp=lora.train_mlp,
+                train_attn=lora.train_attn,
+                train_unembed=lora.train_unembed,
+            ).result()
+
+        done = 0
+
+        def on_candidate(c: dict[str, float]) -> None:
+            nonlocal done
+            done += 1
+            self.rep.advance(task, done, f"lr {c['lr']:.3g}: val NLL {c['val_nll']:.3f}")
+
+        result = probe_learning_rate(
+            make_client,
+            self.ctx.train,
+            self.ctx.learning_rate,
+            factors=factors,
+            steps=t.probe_steps,
+            batch_size=t.batch_size,
+            seed=t.seed,
+            on_candidate=on_candidate,
+        )
+        self.rep.finish(task)
+        if result is None:
+            self.state["probe"] = {"skipped": "fewer than 5 training examples"}
+            return
+        self.state["probe"] = result.to_json()
+        self.state["tokens"] += result.tokens
+        self.base_lr = result.chosen
+        self.state["plan"] = {**self.state["plan"], "lr": result.chosen}
+        self.run.write_json("probe.json", result.to_json())
+        self.run.event("lr_probe", **{"chosen": result.chosen, "base": result.base})
+        tried = ", ".join(f"{c['lr']:.3g} → {c['val_nll']:.3f}" for c in result.candidates)
+        self.rep.message(
+            f"learning-rate probe (val NLL on {result.held_out} held-out training examples): "
+            f"{tried}; using {result.chosen:.3g}"
+        )
+
+    # -- adaptive selection -----------------------------------------------------------------
+    def _target_suites(self) -> list[Suite]:
+        return [s for s in self.ctx.suites if s.rule.role == "target" and s.kind != "nll"]
+
+    def _failed_by_tag(self, k: int) -> dict[str, list[str]]:
+        if not any(r["round"] == k for r in self.rounds):
+            return {}
+        results = self._results(k)
+        out: dict[str, list[str]] = {}
+        for suite in self._target_suites():
+            for r in results[suite.name].records:
+                if not r.correct:
+                    for tag in r.tags:
+                        out.setdefault(tag, []).append(r.prompt)
+        return out
+
+    def _synthesise(self) -> Synthesiser | None:
+        syn = self.cfg.loop.selection.synthesis
+        if syn is None:
+            return None
+        if self.synthesiser is None:
+            chat = None
+            if syn.model is not None:
+                from evaltune.config.schema import JudgeConfig
+                from evaltune.loop.context import _judge_backend
+
+                judge = JudgeConfig(
+                    model=syn.model,
+                    base_url=syn.base_url,
+                    api_key_env=syn.api_key_env,
+                    max_tokens=syn.max_tokens,
+                )
+                chat = _judge_backend(judge, self.cfg, self.ctx.service, "loop.selection.synthesis")
+            self.synthesiser = Synthesiser(
+                generator=syn.generator,
+                chat=chat,
+                known_prompts=[e.prompt for e in self.examples.values()],
+                eval_prompts=[e.prompt for s in self.ctx.suites for e in s.examples],
+                per_tag=syn.per_tag,
+            )
+        return self.synthesiser
+
+    def _round_data(self, k: int, first: list[str], fresh: bool) -> Any:
+        sel = self.cfg.loop.selection
+        trained = set(self.state["trained"])
+        available = [i for i in self.pool if i not in trained]
+        thresholds = [s.rule.threshold for s in self._target_suites() if s.rule.threshold]
+        rank = self._plan().rank
+        frozen = frozenset(t for t, r in self.state["stalled"].items() if r == rank)
+        data = plan_round_data(
+            rounds=self.rounds,
+            suites=[s.name for s in self._target_suites()],
+            examples=self.examples,
+            trained=self.state["trained"],
+            available=available,
+            failed_by_tag=self._failed_by_tag(k),
+            threshold=max(thresholds) if thresholds else None,
+            budget=sel.budget,
+            replay=sel.replay,
+            stall_rounds=sel.stall_rounds,
+            explore=sel.explore,
+            z=1.0,
+            frozen=frozen,
+            seed=self.cfg.training.seed * 1000 + k,
+            similarity=sel.similarity,
+            synthesise=self._synthesise(),
+            first=first,
+        )
+        for ex in data.generated:
+            self.examples[ex.id] = ex
+            self.state["generated"].append(
+                {"id": ex.id, **example_to_record(ex), "generated": ex.metadata.get("generated")}
+            )
+        if fresh:  # a new adapter has learned nothing yet: everything not stalled again
+            stalled = {t for t, st in data.states.items() if st["status"] == "stalled"}
+            data.replay = [
+                key
+                for key in self.state["trained"]
+                if key not in data.new and not (set(self.examples[key].tags) & stalled)
+            ]
+        for tag, st in data.states.items():
+            if st["status"] == "stalled":
+                self.state["stalled"][tag] = rank
+        self.state["round_data"] = {**data.to_json(), "generated": [e.id for e in data.generated]}
+        return data
+
+    def _describe(self, data: Any) -> dict[str, Any]:
+        return {
+            "strategy": "adaptive",
+            "quotas": data.quotas,
+            "states": data.states,
+            "replay": len(data.replay),
+            "added": [
+                {
+                    "id": key,
+                    "tags": list(self.examples[key].tags),
+                    "prompt": self.examples[key].prompt,
+                    "score": 0.0,
+                    "generated": bool(self.examples[key].metadata.get("generated")),
+                }
+                for key in data.new
+                if not key.startswith("seed:")
+            ],
+            "weak_tags": sorted(data.quotas, key=lambda t: -data.quotas[t])[:3],
+            "weakness": {t: round(1 - st["accuracy"], 4) for t, st in data.states.items()},
+            "method": "",
+        }
+
+    def _plan_first_round(self) -> None:
+        seed_keys = [f"seed:{e.id}" for e in self.ctx.train_examples]
+        data = self._round_data(0, seed_keys, fresh=False)
+        baseline = next((r for r in self.rounds if r["round"] == 0), None)
+        if baseline is not None:
+            baseline["selection"] = self._describe(data)
+        quotas = ", ".join(f"{t} {q}" for t, q in sorted(data.quotas.items())) or "none"
+        self.rep.message(
+            f"round 1 · data: {len(seed_keys)} seed + {len(data.new) - len(seed_keys)} pool "
+            f"examples ({quotas})"
+        )
+
+    def _plan_adaptive(self, record: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+        k = record["round"]
+        data = self._round_data(k, [], fresh=plan.fresh_adapter)
+        selection = self._describe(data)
+        stalled = [t for t, st in data.states.items() if st["status"] == "stalled"]
+        new_pool = len(data.new)
+        if new_pool == 0 and not plan.fresh_adapter:
+            memorised = (record.get("train") or {}).get("final_loss")
+            memorised = memorised is not None and memorised < self.cfg.loop.overfit_loss
+            improved = (record.get("vs_best") or {}).get("verdict") == "better"
+            if memorised or not improved or not data.replay:
+                why = (
+                    f"its training loss is {record['train']['final_loss']:.3g} (memorised)"
+                    if memorised
+                    else "the last round did not improve significantly"
+                )
+                reason = "memorised" if memorised else "no_new_data"
+                self.state["stop_reason"] = reason
+                record["decision"] = {
+                    **record["decision"],
+                    "stop": True,
+                    "reason": reason,
+                    "note": f"no new examples for any tag that can still gain, and {why}",
+                }
+                record["selection"] = selection
+                self.state["round_data"] = None
+                self.rep.message(f"round {k} · decision: {reason} — {record['decision']['note']}")
+                return
+        quotas = ", ".join(f"{t} +{q}" for t, q in sorted(data.quotas.items()))
+        notes.append(
+            f"data: {new_pool} new ({quotas or 'none'}), {len(data.replay)} replayed"
+            + (f"; stalled: {', '.join(stalled)}" if stalled else "")
+        )
+        record["decision"]["note"] = "; ".join(notes)
+        record["next_plan"] = asdict(plan)
+        record["selection"] = selection
+        self.rep.message(f"round {k} · decision: continue — {record['decision']['note']}")
+
     # -- driver -----------------------------------------------------------------------------
     def execute(self) -> None:
         if self.cfg.loop.eval_baseline and not any(r["round"] == 0 for r in self.rounds):
             self.baseline()
         self._plan()
+        if not any(r["round"] > 0 for r in self.rounds):
+            self.probe()
+            if self.adaptive and self.state["round_data"] is None:
+                self._plan_first_round()
         self.save()
         while self.state["stop_reason"] is None:
             last = self.rounds[-1] if self.rounds and self.rounds[-1]["round"] > 0 else None
             if last is None or last["phase"] == "decided":
                 k = (last["round"] if last else 0) + 1
-                plan = self._plan()
-                self.rep.message(
-                    f"round {k} · training {plan.steps} steps at lr {plan.lr:.3g}"
-                    f" (rank {plan.rank})"
-                )
                 self.rounds.append(self.train(k))
             elif last["phase"] == "trained":
                 self.evaluate_round(last)

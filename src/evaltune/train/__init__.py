@@ -1,6 +1,6 @@
 """Training: SFT rounds against any TrainingClient, LR schedules, the ``auto`` learning rate."""
 
-from evaltune.train.schedule import SCHEDULES, auto_learning_rate, lr_at
+from evaltune.train.schedule import SCHEDULES, auto_learning_rate, lr_at, steps_for_data
 from evaltune.train.sft import SFTRoundResult, StepMetrics, batches, run_sft_round
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "batches",
     "lr_at",
     "run_sft_round",
+    "steps_for_data",
 ]

@@ -44,3 +44,12 @@ def lr_at(
     if schedule == "linear":
         return base_lr * (1.0 - progress)
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def steps_for_data(
+    n: int, batch_size: int, grad_accum: int, passes: float, min_steps: int, max_steps: int
+) -> int:
+    """Optimizer steps for ``passes`` over ``n`` examples, within ``[min_steps, max_steps]``:
+    what ``steps_per_round: auto`` trains (a round's steps follow its data, not a fixed count)."""
+    steps = math.ceil(passes * n / (batch_size * grad_accum))
+    return max(min_steps, min(steps, max_steps))

@@ -1,0 +1,181 @@
+"""The ``adaptive`` selection strategy: what the next round trains on.
+
+A round's data is its *new* examples plus *replay* of earlier ones:
+
+1. the bandit (``loop/allocate.py``) turns the evidence into a status and a weight per tag and
+   splits the budget (a ceiling) across the tags that can still gain;
+2. within a tag, the unused pool examples closest to the tag's failed eval prompts come first;
+   a tag with budget but an empty pool asks the synthesiser, when one is configured;
+3. replay protects what was learned: ``replay × new`` earlier examples, tags that regressed
+   first, then learned (ceiling) and responsive ones, never stalled ones;
+4. with nothing new to add, the round replays everything not stalled (once), so the caller can
+   decide whether more passes over old data are worth it.
+
+Pool examples whose tags no target suite measures are never chosen: they cannot move a target.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from evaltune.data import Example
+from evaltune.loop.allocate import TagState, allocate_budget, tag_states
+from evaltune.loop.analysis import text_vectors
+
+__all__ = ["RoundData", "plan_round_data", "trained_by_round"]
+
+Synthesise = Callable[[str, int, list[Example]], list[Example]]
+_REPLAY_ORDER = {"ceiling": 1, "responsive": 2, "trying": 3, "untried": 3}
+
+
+@dataclass
+class RoundData:
+    new: list[str] = field(default_factory=list)  # example keys trained for the first time
+    replay: list[str] = field(default_factory=list)
+    by_tag: dict[str, int] = field(default_factory=dict)  # new examples per target tag
+    quotas: dict[str, int] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    generated: list[Example] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "new": self.new,
+            "replay": self.replay,
+            "by_tag": self.by_tag,
+            "quotas": self.quotas,
+            "states": self.states,
+            "generated": [e.id for e in self.generated],
+        }
+
+
+def trained_by_round(rounds: Sequence[dict[str, Any]]) -> dict[int, dict[str, int]]:
+    """``{round: {tag: new examples}}`` from the round records' ``data`` entries."""
+    return {
+        int(r["round"]): dict(r["data"].get("by_tag", {}))
+        for r in rounds
+        if r.get("data") and r["round"] > 0
+    }
+
+
+def _count_tags(keys: Sequence[str], examples: Mapping[str, Example], tags: set[str]) -> dict:
+    out: dict[str, int] = {}
+    for key in keys:
+        for tag in dict.fromkeys(examples[key].tags):
+            if tag in tags:
+                out[tag] = out.get(tag, 0) + 1
+    return out
+
+
+def _rank_in_tag(
+    candidates: list[tuple[str, Example]], failed: Sequence[str], similarity: str
+) -> list[tuple[str, Example]]:
+    if not failed or len(candidates) <= 1:
+        return candidates
+    vectors, _ = text_vectors([e.prompt for _, e in candidates] + list(failed), similarity)
+    pool, fails = vectors[: len(candidates)], vectors[len(candidates) :]
+    closeness = (pool @ fails.T).max(axis=1)
+    order = sorted(range(len(candidates)), key=lambda i: (-float(closeness[i]), i))
+    return [candidates[i] for i in order]
+
+
+def _replay(
+    trained: Sequence[str],
+    examples: Mapping[str, Example],
+    states: Mapping[str, TagState],
+    n: int | None,
+    seed: int,
+) -> list[str]:
+    """``n`` earlier examples (all but stalled ones when ``n`` is None), by priority."""
+
+    def priority(key: str) -> int | None:
+        tags = [states[t] for t in examples[key].tags if t in states]
+        if not tags:
+            return 4  # a tag no target measures (seed data): lowest priority, kept
+        if any(s.regressed for s in tags):
+            return 0
+        ranks = [_REPLAY_ORDER[s.status] for s in tags if s.status in _REPLAY_ORDER]
+        return min(ranks) if ranks else None  # None: every tag of it stalled
+
+    rng = random.Random(seed)
+    keyed = [(p, rng.random(), k) for k in dict.fromkeys(trained) if (p := priority(k)) is not None]
+    ordered = [k for _, _, k in sorted(keyed)]
+    return ordered if n is None else ordered[:n]
+
+
+def plan_round_data(
+    *,
+    rounds: Sequence[dict[str, Any]],
+    suites: Sequence[str],
+    examples: Mapping[str, Example],
+    trained: Sequence[str],
+    available: Sequence[str],
+    failed_by_tag: Mapping[str, Sequence[str]],
+    threshold: float | None,
+    budget: int,
+    replay: float,
+    stall_rounds: int,
+    explore: float,
+    z: float,
+    frozen: frozenset[str],
+    seed: int,
+    similarity: str = "auto",
+    synthesise: Synthesise | None = None,
+    first: Sequence[str] = (),
+) -> RoundData:
+    """The next round's data. ``examples`` maps keys to every example known (seed, pool,
+    generated); ``trained`` are the keys trained so far; ``available`` the unused pool keys;
+    ``first`` examples always in the round (the seed set, for round 1)."""
+    states = tag_states(
+        rounds,
+        suites,
+        trained_by_round(rounds),
+        threshold=threshold,
+        stall_rounds=stall_rounds,
+        z=z,
+        explore=explore,
+        frozen=frozen,
+    )
+    # The seed set counts as examples for its tags before round 1 trains on it.
+    seed_tags = {t for k in first for t in examples[k].tags if t in states}
+    if seed_tags:
+        states = {
+            t: s if t not in seed_tags or s.status != "untried" else _seeded(s)
+            for t, s in states.items()
+        }
+    by_tag: dict[str, list[tuple[str, Example]]] = {t: [] for t in states}
+    for key in available:
+        ex = examples[key]
+        tag = next((t for t in ex.tags if t in states), None)
+        if tag is not None:
+            by_tag[tag].append((key, ex))
+    generated: list[Example] = []
+    if synthesise is not None:
+        for tag, state in states.items():
+            if state.weight > 0 and not by_tag[tag]:
+                style = [examples[k] for k in trained if tag in examples[k].tags]
+                made = synthesise(tag, budget, style)
+                generated += made
+                by_tag[tag] += [(e.id, e) for e in made]
+    quotas = allocate_budget(states, {t: len(v) for t, v in by_tag.items()}, budget)
+    new = list(first)
+    for tag, q in sorted(quotas.items()):
+        ranked = _rank_in_tag(by_tag[tag], failed_by_tag.get(tag, ()), similarity)
+        new += [key for key, _ in ranked[:q]]
+    new = list(dict.fromkeys(new))
+    n_replay = round(replay * len(new)) if new else None
+    replayed = [k for k in _replay(trained, examples, states, n_replay, seed) if k not in new]
+    return RoundData(
+        new=new,
+        replay=replayed,
+        by_tag=_count_tags(new, {**examples, **{e.id: e for e in generated}}, set(states)),
+        quotas=quotas,
+        states={t: s.to_dict() for t, s in states.items()},
+        generated=generated,
+    )
+
+
+def _seeded(state: TagState) -> TagState:
+    return replace(state, status="trying", weight=state.weight * 0.5, note="seed data covers it")
