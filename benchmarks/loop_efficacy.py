@@ -46,14 +46,14 @@ TASKS = Path(__file__).resolve().parent / "tasks"
 ARMS = ("default", "lr_decay", "random", "all_pool")
 
 
-def overrides(arm: str, task: str, seed: int, steps: int | None) -> list[str]:
+def overrides(arm: str, task: str, seed: int, steps: tuple[int, int] | None) -> list[str]:
     base = [f"training.seed={seed}", "loop.stop_on_target=false"]
     if arm == "default":
         return base
     if arm == "lr_decay":
         return [
             *base,
-            "data.pool=null",
+            "data.pool=[]",
             "training.lr_probe=false",
             "training.steps_per_round=8",
             "loop.lr_decay=0.7",
@@ -67,14 +67,17 @@ def overrides(arm: str, task: str, seed: int, steps: int | None) -> list[str]:
     return [
         *base,
         f"data.train=[{folder / 'train.jsonl'},{folder / 'pool.jsonl'}]",
-        "data.pool=null",
-        f"training.steps_per_round={steps}",
+        "data.pool=[]",
+        f"training.steps_per_round={steps[0]}",
+        f"loop.max_rounds={steps[1]}",
         "loop.plateau_rounds=0",
         "loop.rollback=false",
     ]
 
 
-def run_arm(arm: str, task: str, seed: int, workspace: Path, steps: int | None) -> dict[str, Any]:
+def run_arm(
+    arm: str, task: str, seed: int, workspace: Path, steps: tuple[int, int] | None
+) -> dict[str, Any]:
     cfg = load_config(
         TASKS / task / "config.yaml",
         [
@@ -183,7 +186,7 @@ def main() -> None:
                     if default is None:
                         default = run_arm("default", task, seed, workspace, None)
                     rounds = max(1, len(default["per_round"]) - 1)
-                    steps = max(1, math.ceil(default["steps"] / rounds))
+                    steps = (max(1, math.ceil(default["steps"] / rounds)), rounds)
                 r = run_arm(arm, task, seed, workspace, steps)
                 if arm == "default":
                     default = r

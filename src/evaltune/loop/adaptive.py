@@ -118,7 +118,6 @@ def plan_round_data(
     replay: float,
     stall_rounds: int,
     explore: float,
-    z: float,
     frozen: frozenset[str],
     seed: int,
     similarity: str = "auto",
@@ -134,7 +133,6 @@ def plan_round_data(
         trained_by_round(rounds),
         threshold=threshold,
         stall_rounds=stall_rounds,
-        z=z,
         explore=explore,
         frozen=frozen,
     )

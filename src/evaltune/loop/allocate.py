@@ -8,7 +8,7 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
 - ``trying``: it has examples, but fewer than ``stall_rounds`` evaluated rounds since its first
   ones, and no significant gain yet. Weight ``headroom``.
 - ``responsive``: its accuracy rose significantly over its accuracy before its first
-  examples (a two-proportion test at ``z``). Weight ``headroom × (1 + gain / se)``, capped at
+  examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight ``headroom × (1 + gain / se)``, capped at
   3 × headroom: the clearer the response, the more budget.
 - ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move. Weight
   0; reported as needing a different intervention (a larger model, another format, more
@@ -16,7 +16,7 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
 - ``ceiling``: accuracy is 1, or its Wilson lower bound is at the suite's threshold. Weight 0;
   its examples are replayed so it stays learned.
 - ``regressed`` is a flag on top of a status: accuracy fell below the tag's best by more than
-  the noise band; its examples are replayed first.
+  noise band (``band`` standard errors, 1 by default); its examples are replayed first.
 
 ``headroom`` is ``1 − accuracy``. A tag whose pool is empty gets no budget unless a
 synthesiser writes examples for it. Everything here is a pure function of round records and
@@ -96,7 +96,8 @@ def tag_states(
     *,
     threshold: float | None,
     stall_rounds: int = 2,
-    z: float = 1.0,
+    z: float = 1.64,
+    band: float = 1.0,
     explore: float = 1.0,
     frozen: frozenset[str] = frozenset(),
 ) -> dict[str, TagState]:
@@ -121,7 +122,7 @@ def tag_states(
         history = [(k, c) for k, c in history if c and c[1]]
         best = max((c / m for _, (c, m) in history), default=acc)
         best_n = max((m for _, (c, m) in history if c / m == best), default=n)
-        regressed = two_proportion_z(best, best_n, acc, n) < -z and acc < best
+        regressed = two_proportion_z(best, best_n, acc, n) < -band and acc < best
         before = gain = zscore = None
         rounds_since = 0
         if first is not None:

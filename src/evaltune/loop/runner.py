@@ -108,11 +108,11 @@ class _Loop:
         self.pool = {e.id: e for e in ctx.pool}
         # adaptive: every example by key: the seed set, the pool, what was generated
         self.examples: dict[str, Example] = {f"seed:{e.id}": e for e in ctx.train_examples}
-        self.examples.update(self.pool)
-        for record in self.state["generated"]:
-            self.examples[record["id"]] = parse_record(
+        for record in self.state["generated"]:  # generated examples join the pool
+            self.pool[record["id"]] = parse_record(
                 record, source="state.json (generated)", default_id=record["id"]
             )
+        self.examples.update(self.pool)
         sel = cfg.loop.selection
         self.adaptive = sel.strategy == "adaptive" or (
             sel.strategy == "auto" and bool(ctx.pool or sel.synthesis)
@@ -580,15 +580,14 @@ class _Loop:
             replay=sel.replay,
             stall_rounds=sel.stall_rounds,
             explore=sel.explore,
-            z=1.0,
             frozen=frozen,
             seed=self.cfg.training.seed * 1000 + k,
             similarity=sel.similarity,
             synthesise=self._synthesise(),
             first=first,
         )
-        for ex in data.generated:
-            self.examples[ex.id] = ex
+        for ex in data.generated:  # what this round does not use stays in the pool
+            self.examples[ex.id] = self.pool[ex.id] = ex
             self.state["generated"].append(
                 {"id": ex.id, **example_to_record(ex), "generated": ex.metadata.get("generated")}
             )

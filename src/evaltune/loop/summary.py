@@ -76,7 +76,7 @@ def render_report(summary: dict[str, Any]) -> str:
         sign = "≥" if r.higher_is_better else "≤"
         goal = f" ({sign} {r.threshold})" if r.role == "target" and r.threshold is not None else ""
         head.append(f"{r.name} {r.metric}{goal}")
-    head += ["val NLL", "decision"]
+    head += ["val NLL", "vs best so far (paired)", "decision"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rd in summary["rounds"]:
         train = rd.get("train") or {}
@@ -96,7 +96,7 @@ def render_report(summary: dict[str, Any]) -> str:
             ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
             row.append(_fmt(value) + ci)
         decision = rd.get("decision") or {}
-        row += [_fmt(rd.get("val_nll")), decision.get("reason", "–")]
+        row += [_fmt(rd.get("val_nll")), _vs_best(rd.get("vs_best")), decision.get("reason", "–")]
         lines.append("| " + " | ".join(row) + " |")
     for r in rules:
         tags = sorted({t for rd in summary["rounds"] for t in tag_accuracy(rd, r.name)})
@@ -110,6 +110,7 @@ def render_report(summary: dict[str, Any]) -> str:
         for tag in tags:
             vals = [_fmt(tag_accuracy(rd, r.name).get(tag)) for rd in summary["rounds"]]
             lines.append(f"| {tag} | " + " | ".join(vals) + " |")
+    lines += _probe_section(summary) + _tag_section(summary)
     lines += _selection_section(summary) + _failure_section(summary)
     lines += ["", "## Decisions", ""]
     for rd in summary["rounds"]:
@@ -121,6 +122,92 @@ def render_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vs_best(cmp: dict[str, Any] | None) -> str:
+    if not cmp:
+        return "–"
+    label = {"better": "real gain", "worse": "real drop", "same": "noise"}[cmp["verdict"]]
+    return (
+        f"{cmp['delta']:+.2f} vs round {cmp['against']} (+{cmp['wrong_to_right']}/"
+        f"−{cmp['right_to_wrong']}, p={cmp['p_value']:.2g}): {label}"
+    )
+
+
+def _probe_section(summary: dict[str, Any]) -> list[str]:
+    probe = summary.get("probe") or {}
+    if not probe.get("candidates"):
+        return []
+    lines = [
+        "",
+        "## Learning-rate probe",
+        "",
+        f"`learning_rate: auto` gave {probe['base']:.3g} from the model's width; "
+        f"{probe['steps']} steps at each candidate on 80 % of the training data, judged by "
+        f"NLL on the other {probe['held_out']} examples:",
+        "",
+        "| lr | × heuristic | train loss | held-out NLL |",
+        "|---|---|---|---|",
+    ]
+    for c in probe["candidates"]:
+        mark = " **(chosen)**" if c["lr"] == probe["chosen"] else ""
+        lines.append(
+            f"| {c['lr']:.3g}{mark} | {c['factor']:g} | {_fmt(c.get('train_loss'))} | "
+            f"{_fmt(c['val_nll'])} |"
+        )
+    return lines
+
+
+def _tag_section(summary: dict[str, Any]) -> list[str]:
+    """The adaptive strategy's view of each tag after each evaluation (``loop/allocate.py``)."""
+    picks = [rd for rd in summary["rounds"] if (rd.get("selection") or {}).get("states")]
+    if not picks:
+        return []
+    lines = [
+        "",
+        "## Tags: what the loop learned about them",
+        "",
+        "Status after each evaluation: `responsive` rose significantly since its first "
+        "examples, `stalled` took examples for several rounds without moving, `ceiling` is "
+        "learned (replayed only), `trying` is too early to tell, `untried` has no examples "
+        "yet. Accuracy with its 95 % Wilson interval; `regressed` fell below its best by more "
+        "than the noise band.",
+    ]
+    for rd in picks:
+        sel = rd["selection"]
+        label = "the baseline" if rd["round"] == 0 else f"round {rd['round']}"
+        lines += [
+            "",
+            f"After {label} (next round: {sum(sel['quotas'].values())} new examples, "
+            f"{sel.get('replay', 0)} replayed):",
+            "",
+            "| tag | accuracy | status | trained | gain since its data | next round | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for tag, st in sorted(sel["states"].items()):
+            gain = "–" if st["gain"] is None else f"{st['gain']:+.2f} ({st['z']:.1f} se)"
+            status = st["status"] + (", regressed" if st["regressed"] else "")
+            lines.append(
+                f"| {tag} | {st['accuracy']:.2f} [{st['ci_low']:.2f}, {st['ci_high']:.2f}] | "
+                f"{status} | {st['trained']} | {gain} | +{sel['quotas'].get(tag, 0)} | "
+                f"{st['note']} |"
+            )
+    stalled = sorted(
+        {
+            t
+            for rd in picks
+            for t, st in rd["selection"]["states"].items()
+            if st["status"] == "stalled"
+        }
+    )
+    if stalled:
+        lines += [
+            "",
+            f"**Stalled tags: {', '.join(stalled)}.** More examples of the same kind did not "
+            "move them; they need a different intervention: a larger model, another answer "
+            "format, more LoRA capacity, or another training method.",
+        ]
+    return lines
+
+
 def _selection_section(summary: dict[str, Any]) -> list[str]:
     picks = [rd for rd in summary["rounds"] if rd.get("selection")]
     if not picks:
@@ -128,16 +215,26 @@ def _selection_section(summary: dict[str, Any]) -> list[str]:
     lines = ["", "## Data selection", ""]
     for rd in picks:
         sel = rd["selection"]
-        weak = ", ".join(f"{t} ({1 - sel['weakness'][t]:.2f})" for t in sel["weak_tags"])
+        weak = ", ".join(
+            f"{t} ({1 - sel['weakness'][t]:.2f})" for t in sel["weak_tags"] if t in sel["weakness"]
+        )
+        if sel.get("quotas") is not None:  # adaptive: the bandit's split, not a weakness rank
+            split = ", ".join(f"{t} +{q}" for t, q in sorted(sel["quotas"].items()))
+            why, what = f"budget to {split or 'no tag'}", "examples (pool or generated)"
+        else:
+            why, what = f"weakest tags {weak or '–'}", "pool examples"
+        label = "the baseline" if rd["round"] == 0 else f"round {rd['round']}"
         lines.append(
-            f"After round {rd['round']} ({sel['strategy']}"
+            f"After {label} ({sel['strategy']}"
             + (f", {sel['method']} similarity" if sel.get("method") else "")
-            + f"): weakest tags {weak or '–'}; added {len(sel['added'])} pool examples:"
+            + f"): {why}; added {len(sel['added'])} {what}:"
         )
         lines.append("")
         lines += ["| id | tags | prompt | score |", "|---|---|---|---|"]
         for item in sel["added"]:
             prompt = item["prompt"].replace("|", "\\|")[:80]
+            if item.get("generated"):
+                prompt += " *(generated)*"
             lines.append(
                 f"| {item['id']} | {', '.join(item['tags'])} | {prompt} | {item['score']:.3f} |"
             )
@@ -191,6 +288,9 @@ def write_summary(run: RunDir, cfg: RunConfig, state: dict[str, Any], ctx: Any) 
             "guards_hold": best.get("guards_hold", True),
         },
         "notes": ctx.notes,
+        "probe": state.get("probe"),
+        "stalled": sorted(state.get("stalled") or {}),
+        "generated": state.get("generated") or [],
         "analyses": _analyses(run, rounds),
         "data": ctx.stats,
         "seconds": round((state.get("finished_at") or 0) - state["started_at"], 1),

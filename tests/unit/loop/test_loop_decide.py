@@ -314,6 +314,15 @@ def report_rounds() -> list[dict[str, Any]]:
         "train": {"steps": 3, "final_loss": 1.23456},
         "val_nll": 2.5,
         "decision": {"reason": "target_met", "note": "round 1 met every target"},
+        "vs_best": {
+            "against": 0,
+            "delta": 0.5,
+            "wrong_to_right": 2,
+            "right_to_wrong": 0,
+            "n": 4,
+            "p_value": 0.5,
+            "verdict": "same",
+        },
     }
     r0["decision"] = None
     return [r0, r1]
@@ -324,11 +333,17 @@ def test_render_report_round_table() -> None:
     lines = text.splitlines()
     assert lines[0] == "# evaltune run 20260101-000000-unit"
     assert "stop reason: **target_met** after 1 training round(s)" in text
-    header = "| round | lr | steps | train loss | qa accuracy (≥ 0.8) | safe accuracy | val NLL | decision |"
+    header = (
+        "| round | lr | steps | train loss | qa accuracy (≥ 0.8) | safe accuracy | val NLL "
+        "| vs best so far (paired) | decision |"
+    )
     assert header in lines
-    assert lines[lines.index(header) + 1] == "|---|---|---|---|---|---|---|---|"
-    assert "| baseline | – | – | – | 0.375 [0.10, 0.60] | 0.900 | – | – |" in lines
-    assert "| 1 | 0.01 | 3 | 1.235 | 0.875 | 0.850 | 2.500 | target_met |" in lines
+    assert lines[lines.index(header) + 1] == "|---|---|---|---|---|---|---|---|---|"
+    assert "| baseline | – | – | – | 0.375 [0.10, 0.60] | 0.900 | – | – | – |" in lines
+    assert (
+        "| 1 | 0.01 | 3 | 1.235 | 0.875 | 0.850 | 2.500 | +0.50 vs round 0 (+2/−0, p=0.5): "
+        "noise | target_met |"
+    ) in lines
     assert "- round 1: target_met — round 1 met every target" in lines
 
 

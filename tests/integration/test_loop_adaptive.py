@@ -1,0 +1,233 @@
+"""The default (``adaptive``) loop end to end on the tiny model: what each round trains on,
+replay, stalled tags, the learning-rate probe, synthesis, the no-new-data stop, and resume.
+
+The tiny random model never answers the eval's unreachable targets, so every tag stays at 0:
+the mechanics (allocation, stall detection, replay, stops) are what these tests check; the
+efficacy of the same decisions on the real model is ``benchmarks/loop_efficacy.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evaltune.config import load_config
+from evaltune.loop import resume_run, run_loop
+from evaltune.tracking import RunDir
+
+UNREACHABLE = "zzz qqq"
+
+
+def qa(i: int, tag: str, answer: str, **extra: Any) -> dict[str, Any]:
+    return {"question": f"What is {i} plus {i} ({tag})?", "answer": answer, "tags": [tag], **extra}
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("adaptive-data")
+    write_jsonl(folder / "train.jsonl", [qa(i, "seeded", str(2 * i)) for i in range(8)])
+    evals = [qa(i, t, UNREACHABLE, id=f"e-{t}-{i}") for t in ("seeded", "a", "b") for i in (50, 51)]
+    write_jsonl(folder / "eval.jsonl", evals)
+    pool = [qa(i, t, str(2 * i), id=f"p-{t}-{i}") for t in ("a", "b") for i in range(10, 13)]
+    pool += [qa(i, "offtopic", str(2 * i), id=f"p-off-{i}") for i in range(20, 30)]
+    pool.append(qa(50, "a", "100", id="leak"))  # an eval prompt: the contamination guard drops it
+    write_jsonl(folder / "pool.jsonl", pool)
+    (folder / "gen.py").write_text(
+        "def make(tag, n, examples):\n"
+        "    return [{'question': f'Generated {tag} question {i}?', 'answer': 'ok'} "
+        "for i in range(n)]\n"
+    )
+    return folder
+
+
+def make_config(folder: Path, model: Path, workspace: Path, **sections: Any) -> Path:
+    config: dict[str, Any] = {
+        "base_model": str(model),
+        "data": {
+            "train": str(folder / "train.jsonl"),
+            "pool": str(folder / "pool.jsonl"),
+            "renderer": "role_colon",
+        },
+        "lora": {"rank": 8},
+        "training": {"batch_size": 4, "learning_rate": 1e-2, "min_steps": 1},
+        "evals": [
+            {
+                "name": "qa",
+                "file": str(folder / "eval.jsonl"),
+                "grader": "normalized",
+                "threshold": 0.9,
+                "max_tokens": 3,
+            }
+        ],
+        "loop": {"max_rounds": 4, "selection": {"budget": 4, "similarity": "tfidf"}},
+        "output": {"workspace": str(workspace), "run_name": "adaptive"},
+    }
+    for name, values in sections.items():
+        merged = {**config.get(name, {}), **values}
+        if name == "loop" and "selection" in values:
+            merged["selection"] = {**config["loop"]["selection"], **values["selection"]}
+        config[name] = merged
+    workspace.mkdir(parents=True, exist_ok=True)
+    path = workspace / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def the_run(workspace: Path) -> RunDir:
+    (path,) = (workspace / "runs").iterdir()
+    return RunDir.open(path)
+
+
+class StopAt:
+    """A Reporter raising KeyboardInterrupt (as Ctrl-C would) at the first message with ``text``."""
+
+    def __init__(self, text: str | None = None) -> None:
+        self.text = text
+
+    def message(self, text: str) -> None:
+        if self.text and self.text in text:
+            self.text = None
+            raise KeyboardInterrupt
+
+    def start(self, task: str, description: str, total: int) -> None:
+        pass
+
+    def advance(self, task: str, completed: int, info: str = "") -> None:
+        pass
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def adaptive(
+    data_dir: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> RunDir:
+    workspace = tmp_path_factory.mktemp("adaptive")
+    return run_loop(load_config(make_config(data_dir, tiny_model_dir, workspace)))
+
+
+def test_with_a_pool_the_default_strategy_is_adaptive_and_round_1_explores(
+    adaptive: RunDir,
+) -> None:
+    state = adaptive.read_json("state.json")
+    baseline, first = state["rounds"][0], state["rounds"][1]
+    sel = baseline["selection"]
+    assert sel["strategy"] == "adaptive"
+    assert sel["states"]["a"]["status"] == "untried"
+    assert sel["states"]["seeded"]["status"] == "trying"  # the seed set covers it
+    assert set(sel["quotas"]) == {"a", "b"}  # seeded has no pool examples; offtopic no eval
+    assert sum(sel["quotas"].values()) == 4
+    plan = adaptive.read_json("rounds/1/plan.json")
+    assert plan["new_examples"] == 8 + 4 and plan["replay_examples"] == 0
+    assert first["data"]["by_tag"] == {"seeded": 8, **sel["quotas"]}
+    # steps follow the data: 1.5 passes over 12 examples at batch 4
+    assert plan["steps"] == 5 == first["train"]["steps"]
+
+
+def test_off_target_and_eval_items_are_never_trained(adaptive: RunDir) -> None:
+    trained = adaptive.read_json("state.json")["trained"]
+    assert not [k for k in trained if k.startswith("p-off")]
+    assert "leak" not in trained
+    assert len(trained) == len(set(trained))
+
+
+def test_tags_that_never_move_stall_and_the_run_stops_when_nothing_new_can_help(
+    adaptive: RunDir,
+) -> None:
+    state = adaptive.read_json("state.json")
+    assert set(state["stalled"]) == {"a", "b", "seeded"}
+    assert state["stop_reason"] in ("no_new_data", "memorised", "plateau")
+    # later rounds replay earlier data at the configured ratio, never stalled tags' data
+    second = adaptive.read_json("rounds/2/plan.json")
+    assert second["replay_examples"] == round(0.5 * second["new_examples"])
+    report = (adaptive.path / "report.md").read_text()
+    assert "## Tags: what the loop learned about them" in report
+    assert "**Stalled tags: a, b, seeded.**" in report
+    assert "vs best so far (paired)" in report
+
+
+def test_resume_after_decide_never_repeats_a_step_with_the_adaptive_state(
+    adaptive: RunDir, data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = make_config(data_dir, tiny_model_dir, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(load_config(config), StopAt("round 2 · training"))
+    run = the_run(tmp_path)
+    planned = run.read_json("state.json")["round_data"]
+    assert planned and planned["new"]
+    resume_run(run.path)
+    state, straight = run.read_json("state.json"), adaptive.read_json("state.json")
+    assert state["trained"] == straight["trained"]
+    assert state["global_step"] == straight["global_step"]
+    assert state["global_step"] == sum(r["train"]["steps"] for r in state["rounds"][1:])
+    for k in range(1, len(state["rounds"])):
+        a = [s["loss"] for s in run.read_json(f"rounds/{k}/train.json")["steps"]]
+        b = [s["loss"] for s in adaptive.read_json(f"rounds/{k}/train.json")["steps"]]
+        assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_a_version_1_state_file_still_resumes(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = make_config(data_dir, tiny_model_dir, tmp_path, loop={"max_rounds": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(load_config(config), StopAt("round 2 · training"))
+    run = the_run(tmp_path)
+    state = run.read_json("state.json")
+    for key in ("trained", "round_data", "stalled", "generated", "probe"):
+        state.pop(key)
+    state["version"] = 1
+    run.write_json("state.json", state)
+    resume_run(run.path)  # no adaptive plan in an old state: round 2 trains the seed set
+    state = run.read_json("state.json")
+    assert state["status"] == "finished"
+    assert [r["round"] for r in state["rounds"]] == [0, 1, 2]
+    assert run.read_json("rounds/2/plan.json")["train_examples"] == 8
+
+
+def test_the_learning_rate_probe_chooses_before_round_1(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = make_config(
+        data_dir,
+        tiny_model_dir,
+        tmp_path,
+        training={"learning_rate": "auto", "probe_steps": 2},
+        loop={"max_rounds": 1},
+    )
+    run = run_loop(load_config(config))
+    probe = run.read_json("probe.json")
+    assert [c["factor"] for c in probe["candidates"]] == [0.25, 0.5, 1.0]
+    best = min(probe["candidates"], key=lambda c: (round(c["val_nll"], 6), c["lr"]))
+    assert probe["chosen"] == best["lr"]
+    assert probe["held_out"] == 2  # 20 % of the 8 seed examples, never an eval item
+    state = run.read_json("state.json")
+    assert state["rounds"][1]["lr"] == pytest.approx(probe["chosen"])
+    assert "## Learning-rate probe" in (run.path / "report.md").read_text()
+
+
+def test_a_generator_fills_a_dry_pool(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    synthesis = {"generator": str(data_dir / "gen.py") + ":make", "per_tag": 2}
+    config = make_config(
+        data_dir,
+        tiny_model_dir,
+        tmp_path,
+        data={"pool": []},
+        loop={"max_rounds": 2, "selection": {"strategy": "adaptive", "synthesis": synthesis}},
+    )
+    run = run_loop(load_config(config))
+    state = run.read_json("state.json")
+    generated = state["generated"]
+    assert {tuple(g["tags"]) for g in generated} >= {("a",), ("b",)}
+    assert all(g["generated"].endswith("gen.py:make") for g in generated)
+    assert set(state["trained"]) >= {g["id"] for g in generated}
+    assert "*(generated)*" in (run.path / "report.md").read_text()

@@ -1,0 +1,210 @@
+"""The bandit over tags on hand-built histories: statuses, weights, budget split, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from evaltune.data import Example
+from evaltune.loop.adaptive import plan_round_data, trained_by_round
+from evaltune.loop.allocate import allocate_budget, tag_states, two_proportion_z
+
+
+def rnd(k: int, accs: dict[str, float], n: int = 10, **extra: Any) -> dict[str, Any]:
+    per_tag = {t: {"accuracy": a, "n": n} for t, a in accs.items()}
+    return {"round": k, "evals": {"qa": {"per_tag": per_tag}}, **extra}
+
+
+def states(rounds, trained, **kw):
+    return tag_states(rounds, ["qa"], trained, threshold=kw.pop("threshold", 0.8), **kw)
+
+
+def test_every_tag_is_untried_before_any_data_and_weighted_by_headroom() -> None:
+    s = states([rnd(0, {"a": 0.0, "b": 0.5})], {})
+    assert {t: v.status for t, v in s.items()} == {"a": "untried", "b": "untried"}
+    assert s["a"].weight == pytest.approx(1.0)
+    assert s["b"].weight == pytest.approx(0.5)
+
+
+def test_a_tag_that_rose_significantly_is_responsive_and_weighs_more() -> None:
+    rounds = [rnd(0, {"a": 0.0, "b": 0.0}), rnd(1, {"a": 0.6, "b": 0.1})]
+    s = states(rounds, {1: {"a": 5, "b": 5}})
+    assert s["a"].status == "responsive"
+    assert s["a"].gain == pytest.approx(0.6)
+    assert s["a"].weight > 0.4  # headroom 0.4, scaled up by the clear response
+    assert s["b"].status == "trying"  # +0.1 on 10 items is noise, one round is too early
+
+
+def test_a_tag_that_did_not_move_for_stall_rounds_is_stalled_and_gets_nothing() -> None:
+    rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.0}), rnd(2, {"a": 0.1})]
+    s = states(rounds, {1: {"a": 5}, 2: {"a": 5}}, stall_rounds=2)
+    assert s["a"].status == "stalled"
+    assert s["a"].weight == 0
+    assert "different intervention" in s["a"].note
+    assert states(rounds[:2], {1: {"a": 5}}, stall_rounds=2)["a"].status == "trying"
+
+
+def test_a_frozen_tag_stays_stalled_even_if_noise_lifts_it() -> None:
+    rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.1})]
+    s = states(rounds, {1: {"a": 5}}, frozen=frozenset({"a"}))
+    assert s["a"].status == "stalled"
+
+
+def test_a_tag_at_its_ceiling_gets_replay_only() -> None:
+    rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 1.0})]
+    s = states(rounds, {1: {"a": 5}})
+    assert s["a"].status == "ceiling"
+    assert s["a"].weight == 0
+    # Wilson lower bound at the threshold counts as learned too
+    big = [rnd(0, {"a": 0.0}, n=100), rnd(1, {"a": 0.9}, n=100)]
+    assert states(big, {1: {"a": 5}}, threshold=0.8)["a"].status == "ceiling"
+
+
+def test_regression_beyond_the_noise_band_is_flagged_and_noise_is_not() -> None:
+    rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.9}), rnd(2, {"a": 0.3})]
+    assert states(rounds, {1: {"a": 5}})["a"].regressed
+    noisy = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.8}), rnd(2, {"a": 0.7})]
+    assert not states(noisy, {1: {"a": 5}})["a"].regressed
+
+
+def test_two_proportion_z() -> None:
+    assert two_proportion_z(0.5, 10, 0.5, 10) == 0
+    assert two_proportion_z(0.0, 10, 0.6, 10) > 2
+    assert two_proportion_z(0.6, 10, 0.0, 10) < -2
+    assert two_proportion_z(0.0, 0, 1.0, 10) == 0
+
+
+def test_budget_splits_by_weight_and_capped_tags_pass_their_share_on() -> None:
+    rounds = [rnd(0, {"a": 0.0, "b": 0.5, "c": 0.0})]
+    s = states(rounds, {})
+    quota = allocate_budget(s, {"a": 100, "b": 100, "c": 2}, 10)
+    assert sum(quota.values()) == 10
+    assert quota["c"] == 2  # all it has
+    assert quota["a"] > quota["b"]  # more headroom
+
+
+def test_budget_is_a_ceiling_when_the_pool_is_small() -> None:
+    s = states([rnd(0, {"a": 0.0, "b": 0.0})], {})
+    assert allocate_budget(s, {"a": 3, "b": 1}, 32) == {"a": 3, "b": 1}
+    assert allocate_budget(s, {"a": 0, "b": 0}, 32) == {}
+
+
+def ex(key: str, tag: str, prompt: str | None = None) -> Example:
+    return Example.single_turn(key, prompt or f"question {key}?", "answer", tags=(tag,))
+
+
+def test_plan_round_data_spends_nothing_on_stalled_or_off_target_tags() -> None:
+    examples = {f"p{i}": ex(f"p{i}", tag) for i, tag in enumerate("aabbxx")}
+    examples.update({"s1": ex("s1", "a"), "s2": ex("s2", "b")})
+    rounds = [
+        rnd(0, {"a": 0.0, "b": 0.0}),
+        rnd(1, {"a": 0.6, "b": 0.0}, data={"by_tag": {"a": 1, "b": 1}}),
+        rnd(2, {"a": 0.6, "b": 0.0}, data={"by_tag": {"b": 1}}),
+    ]
+    data = plan_round_data(
+        rounds=rounds,
+        suites=["qa"],
+        examples=examples,
+        trained=["s1", "s2"],
+        available=["p0", "p1", "p2", "p3", "p4", "p5"],
+        failed_by_tag={},
+        threshold=0.9,
+        budget=10,
+        replay=1.0,
+        stall_rounds=2,
+        explore=1.0,
+        frozen=frozenset(),
+        seed=0,
+        similarity="tfidf",
+    )
+    assert data.states["b"]["status"] == "stalled"
+    assert set(data.new) == {"p0", "p1"}  # only tag a; x is measured by no target
+    assert data.replay == ["s1"]  # b's example is not replayed: b is stalled
+    assert data.by_tag == {"a": 2}
+
+
+def test_replay_puts_regressed_tags_first() -> None:
+    examples = {"s1": ex("s1", "a"), "s2": ex("s2", "b"), "p1": ex("p1", "c")}
+    rounds = [
+        rnd(0, {"a": 0.0, "b": 0.0, "c": 0.0}),
+        rnd(1, {"a": 1.0, "b": 0.9, "c": 0.0}, data={"by_tag": {"a": 1, "b": 1}}),
+        rnd(2, {"a": 1.0, "b": 0.2, "c": 0.0}, data={"by_tag": {}}),
+    ]
+    data = plan_round_data(
+        rounds=rounds,
+        suites=["qa"],
+        examples=examples,
+        trained=["s1", "s2"],
+        available=["p1"],
+        failed_by_tag={},
+        threshold=0.9,
+        budget=1,
+        replay=1.0,
+        stall_rounds=5,
+        explore=1.0,
+        frozen=frozenset(),
+        seed=0,
+        similarity="tfidf",
+    )
+    assert data.new == ["p1"]
+    assert data.replay == ["s2"]  # b regressed (0.9 → 0.2): replayed before learned a
+
+
+def test_within_a_tag_the_examples_closest_to_its_failures_come_first() -> None:
+    examples = {
+        "p1": ex("p1", "a", "What is the capital of Peru?"),
+        "p2": ex("p2", "a", "How many legs does a spider have?"),
+    }
+    data = plan_round_data(
+        rounds=[rnd(0, {"a": 0.0})],
+        suites=["qa"],
+        examples=examples,
+        trained=[],
+        available=["p2", "p1"],
+        failed_by_tag={"a": ["What is the capital of Chile?"]},
+        threshold=None,
+        budget=1,
+        replay=0.5,
+        stall_rounds=2,
+        explore=1.0,
+        frozen=frozenset(),
+        seed=0,
+        similarity="tfidf",
+    )
+    assert data.new == ["p1"]
+
+
+def test_a_dry_tag_asks_the_synthesiser() -> None:
+    calls = []
+
+    def synth(tag: str, n: int, style: list[Example]) -> list[Example]:
+        calls.append((tag, n, [e.id for e in style]))
+        return [ex(f"gen-{tag}-{i}", tag) for i in range(2)]
+
+    examples = {"s1": ex("s1", "a")}
+    data = plan_round_data(
+        rounds=[rnd(0, {"a": 0.0}), rnd(1, {"a": 0.0}, data={"by_tag": {"a": 1}})],
+        suites=["qa"],
+        examples=examples,
+        trained=["s1"],
+        available=[],
+        failed_by_tag={},
+        threshold=None,
+        budget=4,
+        replay=0.0,
+        stall_rounds=3,
+        explore=1.0,
+        frozen=frozenset(),
+        seed=0,
+        similarity="tfidf",
+        synthesise=synth,
+    )
+    assert calls == [("a", 4, ["s1"])]
+    assert data.new == ["gen-a-0", "gen-a-1"]
+    assert [e.id for e in data.generated] == data.new
+
+
+def test_trained_by_round_reads_the_round_records() -> None:
+    rounds = [rnd(0, {}), rnd(1, {}, data={"by_tag": {"a": 3}}), rnd(2, {})]
+    assert trained_by_round(rounds) == {1: {"a": 3}}
