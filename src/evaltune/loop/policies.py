@@ -1,8 +1,8 @@
 """Hyperparameter policies: what changes between rounds, given what the last rounds showed.
 
 A ``Plan`` is one round's learning rate, steps and LoRA rank (and, after a broken guard, the
-checkpoint to restart from). Policies are applied in the configured order, each a small
-function ``(plan, history) -> (plan, note)``:
+checkpoint to restart from). Policies are applied in the configured order, each a ``Policy``:
+a small function ``(plan, context) -> (plan, note)`` registered by name in ``POLICIES``:
 
 - ``lr_decay``: the learning rate × ``loop.lr_decay``;
 - ``capacity``: when the adapter has fewer trainable parameters than the training data has
@@ -23,11 +23,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from evaltune.loop.decide import SuiteRule, choose_best, guards_hold, target_score
 
-__all__ = ["Plan", "capacity_advice", "lora_parameter_count", "next_plan"]
+__all__ = [
+    "POLICIES",
+    "Plan",
+    "Policy",
+    "PolicyContext",
+    "capacity_advice",
+    "lora_parameter_count",
+    "next_plan",
+]
 
 Round = dict[str, Any]
 
@@ -112,6 +120,79 @@ def _bayes_lr(
     return base_lr * float(trial.params["lr_factor"])
 
 
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy may read: the rounds so far, the suite rules, the loop's settings."""
+
+    rounds: Sequence[Round]
+    rules: Sequence[SuiteRule]
+    loop: Mapping[str, Any]
+    base_lr: float
+    lora_params: int | None
+    completion_tokens: int
+
+    @property
+    def trained(self) -> list[Round]:
+        return [r for r in self.rounds if r["round"] > 0]
+
+
+class Policy(Protocol):
+    """One hyperparameter policy: the next plan, and a note when it changed something."""
+
+    def __call__(self, plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]: ...
+
+
+def lr_decay(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
+    if ctx.loop["lr_decay"] == 1.0:
+        return plan, None
+    plan = replace(plan, lr=plan.lr * ctx.loop["lr_decay"])
+    return plan, f"lr_decay: lr → {plan.lr:.3g}"
+
+
+def capacity(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
+    if ctx.lora_params is None or ctx.lora_params >= ctx.completion_tokens:
+        return plan, None
+    rank = min(plan.rank * 2, ctx.loop["max_rank"])
+    if rank <= plan.rank:
+        return plan, None
+    note = (
+        f"capacity: {ctx.lora_params:,} LoRA parameters < {ctx.completion_tokens:,} "
+        f"completion tokens: rank → {rank} (a fresh adapter)"
+    )
+    return replace(plan, rank=rank, fresh_adapter=True), note
+
+
+def more_steps(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
+    trained = ctx.trained
+    if len(trained) < 2:
+        return plan, None
+    now, before = trained[-1].get("val_nll"), trained[-2].get("val_nll")
+    if now is None or before is None or now >= before:
+        return plan, None
+    steps = min(math.ceil(plan.steps * ctx.loop["steps_growth"]), ctx.loop["max_steps_per_round"])
+    if steps <= plan.steps:
+        return plan, None
+    note = f"more_steps: validation loss fell ({before:.3f} → {now:.3f}): steps → {steps}"
+    return replace(plan, steps=steps), note
+
+
+def bayes(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
+    if not ctx.trained:
+        return plan, None
+    lr = _bayes_lr(ctx.base_lr, ctx.rounds, ctx.rules, ctx.loop["bayes"])
+    return replace(plan, lr=lr), f"bayes: Optuna proposes lr {lr:.3g}"
+
+
+# The names a config may list in `loop.policies` (config/schema.py checks against its own
+# copy; a unit test keeps the two equal, since config imports no other layer).
+POLICIES: dict[str, Policy] = {
+    "lr_decay": lr_decay,
+    "capacity": capacity,
+    "more_steps": more_steps,
+    "bayes": bayes,
+}
+
+
 def next_plan(
     current: Plan,
     rounds: Sequence[Round],
@@ -163,32 +244,9 @@ def next_plan(
                 f"{best['round']}, lr × {loop['guard_backoff']}"
             )
             return plan, notes
+    context = PolicyContext(rounds, rules, loop, base_lr, lora_params, completion_tokens)
     for name in policies:
-        if name == "lr_decay" and loop["lr_decay"] != 1.0:
-            plan = replace(plan, lr=plan.lr * loop["lr_decay"])
-            notes.append(f"lr_decay: lr → {plan.lr:.3g}")
-        elif name == "capacity" and lora_params is not None and lora_params < completion_tokens:
-            rank = min(plan.rank * 2, loop["max_rank"])
-            if rank > plan.rank:
-                plan = replace(plan, rank=rank, fresh_adapter=True)
-                notes.append(
-                    f"capacity: {lora_params:,} LoRA parameters < {completion_tokens:,} "
-                    f"completion tokens: rank → {rank} (a fresh adapter)"
-                )
-        elif name == "more_steps" and len(trained) >= 2:
-            now, before = trained[-1].get("val_nll"), trained[-2].get("val_nll")
-            if now is not None and before is not None and now < before:
-                steps = min(
-                    math.ceil(plan.steps * loop["steps_growth"]), loop["max_steps_per_round"]
-                )
-                if steps > plan.steps:
-                    plan = replace(plan, steps=steps)
-                    notes.append(
-                        f"more_steps: validation loss fell ({before:.3f} → {now:.3f}): "
-                        f"steps → {steps}"
-                    )
-        elif name == "bayes" and trained:
-            lr = _bayes_lr(base_lr, rounds, rules, loop["bayes"])
-            plan = replace(plan, lr=lr)
-            notes.append(f"bayes: Optuna proposes lr {lr:.3g}")
+        plan, note = POLICIES[name](plan, context)
+        if note:
+            notes.append(note)
     return plan, notes
