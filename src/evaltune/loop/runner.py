@@ -32,6 +32,7 @@ from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, 
 from evaltune.loop.probe import probe_learning_rate
 from evaltune.loop.reporter import NullReporter, Reporter
 from evaltune.loop.select import select_random, select_targeted, tag_weakness
+from evaltune.loop.state import Phase, RunState, new_round
 from evaltune.loop.summary import write_summary
 from evaltune.loop.synthesis import Synthesiser, example_to_record
 from evaltune.tracking import RunDir
@@ -47,29 +48,7 @@ def start_run(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
     workspace = Path(cfg.output.workspace) if cfg.output.workspace else Path.cwd()
     run = RunDir.create(workspace, cfg.output.run_name or Path(cfg.data.train[0]).stem)
     run.write_text("config.yaml", dump_config(cfg))
-    run.write_json(
-        STATE,
-        {
-            "version": 2,
-            "run_id": run.run_id,
-            "status": "running",
-            "rounds": [],
-            "global_step": 0,
-            "tokens": 0,
-            "plan": None,
-            "selected_ids": [],
-            "trained": [],  # adaptive: keys of every example trained so far, in order
-            "round_data": None,  # adaptive: the next round's new and replay keys
-            "stalled": {},  # adaptive: tag -> the LoRA rank it stalled at
-            "generated": [],  # adaptive: examples a synthesiser wrote (records with ids)
-            "probe": None,  # the learning-rate probe, when it ran
-            "last_state_path": None,
-            "stop_reason": None,
-            "best_round": None,
-            "started_at": time.time(),
-            "finished_at": None,
-        },
-    )
+    run.write_json(STATE, RunState(run.run_id).to_json())
     run.event("run_started", run_id=run.run_id, base_model=cfg.base_model)
     (reporter or NullReporter()).message(f"run folder: {run.path.resolve()}")
     return run
@@ -84,10 +63,10 @@ def run_loop(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
 def resume_run(path: Path, reporter: Reporter | None = None) -> RunDir:
     run = RunDir.open(path)
     cfg = load_config(run.path / "config.yaml")
-    state = run.read_json(STATE)
+    state = RunState.from_json(run.read_json(STATE))
     rep = reporter or NullReporter()
-    if state["status"] == "finished":
-        rep.message(f"run already finished ({state['stop_reason']}); nothing to resume")
+    if state.status == "finished":
+        rep.message(f"run already finished ({state.stop_reason}); nothing to resume")
         return run
     rep.message(f"resuming {run.path}")
     run.event("run_resumed")
@@ -98,17 +77,13 @@ def resume_run(path: Path, reporter: Reporter | None = None) -> RunDir:
 class _Loop:
     def __init__(self, run: RunDir, cfg: RunConfig, ctx: RunContext, rep: Reporter) -> None:
         self.run, self.cfg, self.ctx, self.rep = run, cfg, ctx, rep
-        self.state: dict[str, Any] = run.read_json(STATE)
-        for key, default in (("trained", []), ("round_data", None), ("stalled", {})):
-            self.state.setdefault(key, default)  # a version-1 state file reads on
-        self.state.setdefault("generated", [])
-        self.state.setdefault("probe", None)
+        self.state = RunState.from_json(run.read_json(STATE))
         self.training_client: Any = None
         self.client_rank: int | None = None
         self.pool = {e.id: e for e in ctx.pool}
         # adaptive: every example by key: the seed set, the pool, what was generated
         self.examples: dict[str, Example] = {f"seed:{e.id}": e for e in ctx.train_examples}
-        for record in self.state["generated"]:  # generated examples join the pool
+        for record in self.state.generated:  # generated examples join the pool
             self.pool[record["id"]] = parse_record(
                 record, source="state.json (generated)", default_id=record["id"]
             )
@@ -117,15 +92,15 @@ class _Loop:
         self.adaptive = sel.strategy == "adaptive" or (
             sel.strategy == "auto" and bool(ctx.pool or sel.synthesis)
         )
-        self.base_lr = (self.state["probe"] or {}).get("chosen", ctx.learning_rate)
+        self.base_lr = (self.state.probe or {}).get("chosen", ctx.learning_rate)
         self.synthesiser: Synthesiser | None = None
 
     def save(self) -> None:
-        self.run.write_json(STATE, self.state)
+        self.run.write_json(STATE, self.state.to_json())
 
     @property
     def rounds(self) -> list[dict[str, Any]]:
-        return self.state["rounds"]
+        return self.state.rounds
 
     # -- evaluate ---------------------------------------------------------------------------
     def evaluate(self, k: int, sampler: Any, model_path: str | None) -> dict[str, EvalResult]:
@@ -171,15 +146,9 @@ class _Loop:
         self.rep.message(f"round 0 · evaluating the base model {self.cfg.base_model}")
         sampler = self.ctx.service.create_sampling_client(base_model=self.cfg.base_model).result()
         results = self.evaluate(0, sampler, None)
-        record = {
-            "round": 0,
-            "phase": "evaluated",
-            "lr": None,
-            "train": None,
-            "checkpoint": None,
-            "val_nll": None,
-            "evals": {name: r.summary() for name, r in results.items()},
-        }
+        record = new_round(
+            0, Phase.EVALUATED, evals={name: r.summary() for name, r in results.items()}
+        )
         record["targets_met"] = targets_met(record, self.ctx.rules)
         self.rounds.append(record)
         self._analyse(0, results)
@@ -192,7 +161,7 @@ class _Loop:
             self.training_client = None
         if self.training_client is None:
             start = plan.restart_from or (
-                None if plan.fresh_adapter else self.state["last_state_path"]
+                None if plan.fresh_adapter else self.state.last_state_path
             )
             if start:
                 self.training_client = svc.create_training_client_from_state_with_optimizer(
@@ -211,11 +180,11 @@ class _Loop:
         return self.training_client
 
     def _plan(self) -> Plan:
-        if self.state["plan"] is None:
+        if self.state.plan is None:
             t = self.cfg.training
             steps = 0 if t.steps_per_round == "auto" else t.steps_per_round  # 0: follow the data
-            self.state["plan"] = asdict(Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank))
-        return Plan(**self.state["plan"])
+            self.state.plan = asdict(Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank))
+        return Plan(**self.state.plan)
 
     def _steps(self, plan: Plan, n: int) -> int:
         """A fixed ``steps_per_round`` (or what a policy made of it), or steps that follow the
@@ -229,13 +198,13 @@ class _Loop:
 
     def train(self, k: int) -> dict[str, Any]:
         t, plan = self.cfg.training, self._plan()
-        data = self.state["round_data"] if self.adaptive else None
+        data = self.state.round_data if self.adaptive else None
         if data is not None:
             keys = data["new"] + data["replay"]
             datums = self.ctx.render([self.examples[key] for key in keys])
             added = [key for key in data["new"] if not key.startswith("seed:")]
         else:
-            added_ex = [self.pool[i] for i in self.state["selected_ids"] if i in self.pool]
+            added_ex = [self.pool[i] for i in self.state.selected_ids if i in self.pool]
             datums = self.ctx.train + self.ctx.render(added_ex)
             added = [e.id for e in added_ex]
         steps = self._steps(plan, len(datums))
@@ -270,7 +239,7 @@ class _Loop:
             self.run.event("step", round=k, **m.to_event())
             self.rep.advance(
                 task,
-                m.step - self.state["global_step"],
+                m.step - self.state.global_step,
                 f"loss {m.loss:.3f} · {m.tokens_per_s:.0f} tok/s",
             )
 
@@ -281,7 +250,7 @@ class _Loop:
             batch_size=t.batch_size,
             learning_rate=plan.lr,
             seed=seed,
-            step_offset=self.state["global_step"],
+            step_offset=self.state.global_step,
             grad_accum=t.grad_accum,
             schedule=t.schedule,
             warmup_steps=t.warmup_steps,
@@ -296,25 +265,23 @@ class _Loop:
             f"rounds/{k}/train.json",
             {**result.summary(), "steps": [asdict(s) for s in result.steps]},
         )
-        self.state["global_step"] += plan.steps
-        self.state["tokens"] += result.tokens
-        self.state["last_state_path"] = state_path
+        self.state.global_step += plan.steps
+        self.state.tokens += result.tokens
+        self.state.last_state_path = state_path
         checkpoint = {"state": state_path, "sampler": sampler_path}
         if self.cfg.backend == "local":  # where the PEFT adapter folder is, for the report
             checkpoint["sampler_folder"] = str(
                 checkpoint_folder(sampler_path, self.run.checkpoints)
             )
-        record = {
-            "round": k,
-            "phase": "trained",
-            "lr": plan.lr,
-            "steps": plan.steps,
-            "rank": plan.rank,
-            "train": result.summary(),
-            "checkpoint": checkpoint,
-            "evals": {},
-            "val_nll": None,
-        }
+        record = new_round(
+            k,
+            Phase.TRAINED,
+            lr=plan.lr,
+            steps=plan.steps,
+            rank=plan.rank,
+            train=result.summary(),
+            checkpoint=checkpoint,
+        )
         if data is not None:
             record["data"] = {
                 "new": len(data["new"]),
@@ -322,10 +289,8 @@ class _Loop:
                 "by_tag": data["by_tag"],
                 "quotas": data["quotas"],
             }
-            self.state["trained"] += [
-                key for key in data["new"] if key not in self.state["trained"]
-            ]
-            self.state["round_data"] = None
+            self.state.trained += [key for key in data["new"] if key not in self.state.trained]
+            self.state.round_data = None
         return record
 
     def evaluate_round(self, record: dict[str, Any]) -> None:
@@ -347,7 +312,7 @@ class _Loop:
         record["targets_met"] = targets_met(record, self.ctx.rules)
         record["guards_hold"] = guards_hold(record, baseline, self.ctx.rules)
         record["vs_best"] = self._vs_best(record, results)
-        record["phase"] = "evaluated"
+        record["phase"] = Phase.EVALUATED
         self._analyse(k, results)
 
     def _vs_best(self, record: dict[str, Any], results: dict[str, EvalResult]) -> Any:
@@ -384,21 +349,21 @@ class _Loop:
             # Budgets are hard limits: a round is not started if, judged by the last one,
             # it would go past any of them.
             spent={
-                "steps": self.state["global_step"] + record["steps"],
-                "tokens": self.state["tokens"] + (record["train"] or {}).get("tokens", 0),
+                "steps": self.state.global_step + record["steps"],
+                "tokens": self.state.tokens + (record["train"] or {}).get("tokens", 0),
                 "seconds": time.time()
-                - self.state["started_at"]
+                - self.state.started_at
                 + ((record["train"] or {}).get("seconds") or 0.0),
             },
             limits={"steps": b.max_steps, "tokens": b.max_tokens, "seconds": b.max_seconds},
         )
         record["decision"] = asdict(d)
         if d.stop:
-            self.state["stop_reason"] = d.reason
+            self.state.stop_reason = d.reason
             self.rep.message(f"round {record['round']} · decision: {d.reason} — {d.note}")
         else:
             self._plan_next(record)
-        record["phase"] = "decided"
+        record["phase"] = Phase.DECIDED
         self.run.event("decision", round=record["round"], **record["decision"])
 
     def _plan_next(self, record: dict[str, Any]) -> None:
@@ -416,13 +381,13 @@ class _Loop:
             lora_params=params,
             completion_tokens=self.ctx.completion_tokens,
         )
-        self.state["plan"] = asdict(plan)
+        self.state.plan = asdict(plan)
         if self.adaptive:
             self._plan_adaptive(record, plan, notes)
             return
         selection = self._select(record["round"])
         if selection:
-            self.state["selected_ids"] += [s["id"] for s in selection["added"]]
+            self.state.selected_ids += [s["id"] for s in selection["added"]]
             notes.append(
                 f"selection ({selection['strategy']}): +{len(selection['added'])} pool "
                 f"examples, weak tags {', '.join(selection['weak_tags']) or '–'}"
@@ -436,7 +401,7 @@ class _Loop:
 
     def _select(self, k: int) -> dict[str, Any] | None:
         sel = self.cfg.loop.selection
-        used = set(self.state["selected_ids"])
+        used = set(self.state.selected_ids)
         available = [e for e in self.ctx.pool if e.id not in used]
         if sel.strategy == "none" or not available:
             return None
@@ -470,7 +435,7 @@ class _Loop:
     # -- learning-rate probe ----------------------------------------------------------------
     def probe(self) -> None:
         t, lora = self.cfg.training, self.cfg.lora
-        if t.learning_rate != "auto" or not t.lr_probe or self.state["probe"] is not None:
+        if t.learning_rate != "auto" or not t.lr_probe or self.state.probe is not None:
             return
         task = "probe"
         factors = sorted(set(t.probe_factors))
@@ -505,12 +470,12 @@ class _Loop:
         )
         self.rep.finish(task)
         if result is None:
-            self.state["probe"] = {"skipped": "fewer than 5 training examples"}
+            self.state.probe = {"skipped": "fewer than 5 training examples"}
             return
-        self.state["probe"] = result.to_json()
-        self.state["tokens"] += result.tokens
+        self.state.probe = result.to_json()
+        self.state.tokens += result.tokens
         self.base_lr = result.chosen
-        self.state["plan"] = {**self.state["plan"], "lr": result.chosen}
+        self.state.plan = {**self.state.plan, "lr": result.chosen}
         self.run.write_json("probe.json", result.to_json())
         self.run.event("lr_probe", **{"chosen": result.chosen, "base": result.base})
         tried = ", ".join(f"{c['lr']:.3g} → {c['val_nll']:.3f}" for c in result.candidates)
@@ -563,16 +528,16 @@ class _Loop:
 
     def _round_data(self, k: int, first: list[str], fresh: bool) -> Any:
         sel = self.cfg.loop.selection
-        trained = set(self.state["trained"])
+        trained = set(self.state.trained)
         available = [i for i in self.pool if i not in trained]
         thresholds = [s.rule.threshold for s in self._target_suites() if s.rule.threshold]
         rank = self._plan().rank
-        frozen = frozenset(t for t, r in self.state["stalled"].items() if r == rank)
+        frozen = frozenset(t for t, r in self.state.stalled.items() if r == rank)
         data = plan_round_data(
             rounds=self.rounds,
             suites=[s.name for s in self._target_suites()],
             examples=self.examples,
-            trained=self.state["trained"],
+            trained=self.state.trained,
             available=available,
             failed_by_tag=self._failed_by_tag(k),
             threshold=max(thresholds) if thresholds else None,
@@ -588,20 +553,20 @@ class _Loop:
         )
         for ex in data.generated:  # what this round does not use stays in the pool
             self.examples[ex.id] = self.pool[ex.id] = ex
-            self.state["generated"].append(
+            self.state.generated.append(
                 {"id": ex.id, **example_to_record(ex), "generated": ex.metadata.get("generated")}
             )
         if fresh:  # a new adapter has learned nothing yet: everything not stalled again
             stalled = {t for t, st in data.states.items() if st["status"] == "stalled"}
             data.replay = [
                 key
-                for key in self.state["trained"]
+                for key in self.state.trained
                 if key not in data.new and not (set(self.examples[key].tags) & stalled)
             ]
         for tag, st in data.states.items():
             if st["status"] == "stalled":
-                self.state["stalled"][tag] = rank
-        self.state["round_data"] = {**data.to_json(), "generated": [e.id for e in data.generated]}
+                self.state.stalled[tag] = rank
+        self.state.round_data = {**data.to_json(), "generated": [e.id for e in data.generated]}
         return data
 
     def _describe(self, data: Any) -> dict[str, Any]:
@@ -655,7 +620,7 @@ class _Loop:
                     else "the last round did not improve significantly"
                 )
                 reason = "memorised" if memorised else "no_new_data"
-                self.state["stop_reason"] = reason
+                self.state.stop_reason = reason
                 record["decision"] = {
                     **record["decision"],
                     "stop": True,
@@ -663,7 +628,7 @@ class _Loop:
                     "note": f"no new examples for any tag that can still gain, and {why}",
                 }
                 record["selection"] = selection
-                self.state["round_data"] = None
+                self.state.round_data = None
                 self.rep.message(f"round {k} · decision: {reason} — {record['decision']['note']}")
                 return
         quotas = ", ".join(f"{t} +{q}" for t, q in sorted(data.quotas.items()))
@@ -683,38 +648,38 @@ class _Loop:
         self._plan()
         if not any(r["round"] > 0 for r in self.rounds):
             self.probe()
-            if self.adaptive and self.state["round_data"] is None:
+            if self.adaptive and self.state.round_data is None:
                 self._plan_first_round()
         self.save()
-        while self.state["stop_reason"] is None:
+        while self.state.stop_reason is None:
             last = self.rounds[-1] if self.rounds and self.rounds[-1]["round"] > 0 else None
-            if last is None or last["phase"] == "decided":
+            if last is None or last["phase"] == Phase.DECIDED:
                 k = (last["round"] if last else 0) + 1
                 self.rounds.append(self.train(k))
-            elif last["phase"] == "trained":
+            elif last["phase"] == Phase.TRAINED:
                 self.evaluate_round(last)
-            elif last["phase"] == "evaluated":
+            elif last["phase"] == Phase.EVALUATED:
                 self.decide(last)
             self.save()
         self.finish()
 
     def finish(self) -> None:
         best = choose_best(self.rounds, self.ctx.rules)
-        self.state["best_round"] = best["round"] if best else None
-        self.state["status"] = "finished"
-        self.state["finished_at"] = time.time()
+        self.state.best_round = best["round"] if best else None
+        self.state.status = "finished"
+        self.state.finished_at = time.time()
         # Summary and report first, state last: a kill in between leaves the run resumable
         # (status still "running" on disk with its stop_reason set), and resume finishes it.
-        write_summary(self.run, self.cfg, self.state, self.ctx)
+        write_summary(self.run, self.cfg, self.state.to_json(), self.ctx)
         self.save()
         self.run.event(
             "run_finished",
-            stop_reason=self.state["stop_reason"],
-            best_round=self.state["best_round"],
+            stop_reason=self.state.stop_reason,
+            best_round=self.state.best_round,
         )
         self.rep.message(
-            f"finished: {self.state['stop_reason']}; best round "
-            f"{self.state['best_round']}; report: {self.run.path / 'report.md'}"
+            f"finished: {self.state.stop_reason}; best round "
+            f"{self.state.best_round}; report: {self.run.path / 'report.md'}"
         )
 
 
