@@ -129,8 +129,8 @@ def test_with_a_pool_the_default_strategy_is_adaptive_and_round_1_explores(
     plan = adaptive.read_json("rounds/1/plan.json")
     assert plan["new_examples"] == 8 + 4 and plan["replay_examples"] == 0
     assert first["data"]["by_tag"] == {"seeded": 8, **sel["quotas"]}
-    # steps follow the data: 1.5 passes over 12 examples at batch 4
-    assert plan["steps"] == 5 == first["train"]["steps"]
+    # steps follow the data: 2 passes over 12 examples at batch 4
+    assert plan["steps"] == 6 == first["train"]["steps"]
 
 
 def test_off_target_and_eval_items_are_never_trained(adaptive: RunDir) -> None:
@@ -146,9 +146,10 @@ def test_tags_that_never_move_stall_and_the_run_stops_when_nothing_new_can_help(
     state = adaptive.read_json("state.json")
     assert set(state["stalled"]) == {"a", "b", "seeded"}
     assert state["stop_reason"] in ("no_new_data", "memorised", "plateau")
-    # later rounds replay earlier data at the configured ratio, never stalled tags' data
+    # later rounds replay as many earlier examples as they add (at least two batches in all)
     second = adaptive.read_json("rounds/2/plan.json")
-    assert second["replay_examples"] == round(0.5 * second["new_examples"])
+    new = second["new_examples"]
+    assert second["replay_examples"] == max(new, 8 - new)
     report = (adaptive.path / "report.md").read_text()
     assert "## Tags: what the loop learned about them" in report
     assert "**Stalled tags: a, b, seeded.**" in report

@@ -207,7 +207,7 @@ class TrainingConfig(_Section):
         "`loop.max_steps_per_round`.",
     )
     passes: float = Field(
-        1.5,
+        2.0,
         gt=0,
         le=20,
         description='`steps_per_round: "auto"`: passes over each round\'s data (new examples '
@@ -657,14 +657,14 @@ class SelectionConfig(_Section):
         "`adaptive` adds fewer when fewer would help.",
     )
     replay: float = Field(
-        0.5,
+        1.0,
         ge=0,
         le=10,
         description="`adaptive`: examples replayed from earlier rounds per new example (tags "
         "that regressed first, then learned ones; never stalled ones).",
     )
     stall_rounds: int = Field(
-        2,
+        3,
         ge=1,
         description="`adaptive`: evaluated rounds a tag may take examples without a "
         "significant gain before it is marked stalled.",

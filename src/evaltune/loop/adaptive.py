@@ -6,8 +6,9 @@ A round's data is its *new* examples plus *replay* of earlier ones:
    splits the budget (a ceiling) across the tags that can still gain;
 2. within a tag, the unused pool examples closest to the tag's failed eval prompts come first;
    a tag with budget but an empty pool asks the synthesiser, when one is configured;
-3. replay protects what was learned: ``replay × new`` earlier examples, tags that regressed
-   first, then learned (ceiling) and responsive ones, never stalled ones;
+3. replay protects what was learned: ``replay × new`` earlier examples (at least enough for
+   ``min_examples`` in all), tags that regressed first, then learned (ceiling) and responsive
+   ones, never stalled ones;
 4. with nothing new to add, the round replays everything not stalled (once), so the caller can
    decide whether more passes over old data are worth it.
 
@@ -123,10 +124,12 @@ def plan_round_data(
     similarity: str = "auto",
     synthesise: Synthesise | None = None,
     first: Sequence[str] = (),
+    min_examples: int = 0,
 ) -> RoundData:
     """The next round's data. ``examples`` maps keys to every example known (seed, pool,
     generated); ``trained`` are the keys trained so far; ``available`` the unused pool keys;
-    ``first`` examples always in the round (the seed set, for round 1)."""
+    ``first`` examples always in the round (the seed set, for round 1); a round with few new
+    examples is topped up with replay to ``min_examples``."""
     states = tag_states(
         rounds,
         suites,
@@ -163,7 +166,7 @@ def plan_round_data(
         ranked = _rank_in_tag(by_tag[tag], failed_by_tag.get(tag, ()), similarity)
         new += [key for key, _ in ranked[:q]]
     new = list(dict.fromkeys(new))
-    n_replay = round(replay * len(new)) if new else None
+    n_replay = max(round(replay * len(new)), min_examples - len(new)) if new else None
     replayed = [k for k in _replay(trained, examples, states, n_replay, seed) if k not in new]
     return RoundData(
         new=new,

@@ -550,6 +550,7 @@ class _Loop:
             similarity=sel.similarity,
             synthesise=self._synthesise(),
             first=first,
+            min_examples=2 * self.cfg.training.batch_size * self.cfg.training.grad_accum,
         )
         for ex in data.generated:  # what this round does not use stays in the pool
             self.examples[ex.id] = self.pool[ex.id] = ex
@@ -610,16 +611,21 @@ class _Loop:
         stalled = [t for t, st in data.states.items() if st["status"] == "stalled"]
         new_pool = len(data.new)
         if new_pool == 0 and not plan.fresh_adapter:
-            memorised = (record.get("train") or {}).get("final_loss")
-            memorised = memorised is not None and memorised < self.cfg.loop.overfit_loss
+            # Nothing new to add. One consolidation round (more passes over everything not
+            # stalled) is worth it unless the data is memorised; another only after a gain.
+            loss = (record.get("train") or {}).get("final_loss")
+            memorised = loss is not None and loss < self.cfg.loop.overfit_loss
             improved = (record.get("vs_best") or {}).get("verdict") == "better"
-            if memorised or not improved or not data.replay:
-                why = (
-                    f"its training loss is {record['train']['final_loss']:.3g} (memorised)"
-                    if memorised
-                    else "the last round did not improve significantly"
-                )
-                reason = "memorised" if memorised else "no_new_data"
+            consolidating = (record.get("data") or {}).get("new") == 0
+            why = None
+            if memorised and not improved:
+                why, reason = f"its training loss is {loss:.3g}: memorised", "memorised"
+            elif not data.replay:
+                why, reason = "nothing is left to replay", "no_new_data"
+            elif consolidating and not improved:
+                why = "a round of more passes over the same data did not improve significantly"
+                reason = "no_new_data"
+            if why is not None:
                 self.state.stop_reason = reason
                 record["decision"] = {
                     **record["decision"],
