@@ -38,6 +38,7 @@ class RoundData:
     replay: list[str] = field(default_factory=list)
     by_tag: dict[str, int] = field(default_factory=dict)  # new examples per target tag
     quotas: dict[str, int] = field(default_factory=dict)
+    closeness: dict[str, float] = field(default_factory=dict)  # new pool key -> to failures
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: list[Example] = field(default_factory=list)
 
@@ -72,14 +73,16 @@ def _count_tags(keys: Sequence[str], examples: Mapping[str, Example], tags: set[
 
 def _rank_in_tag(
     candidates: list[tuple[str, Example]], failed: Sequence[str], similarity: str
-) -> list[tuple[str, Example]]:
-    if not failed or len(candidates) <= 1:
-        return candidates
+) -> list[tuple[str, float]]:
+    """The candidates' keys, closest to the tag's failed prompts first, with that closeness
+    (the highest cosine similarity to any of them; 0 when nothing failed)."""
+    if not failed or not candidates:
+        return [(key, 0.0) for key, _ in candidates]
     vectors, _ = text_vectors([e.prompt for _, e in candidates] + list(failed), similarity)
     pool, fails = vectors[: len(candidates)], vectors[len(candidates) :]
-    closeness = (pool @ fails.T).max(axis=1)
-    order = sorted(range(len(candidates)), key=lambda i: (-float(closeness[i]), i))
-    return [candidates[i] for i in order]
+    closeness = [float(c) for c in (pool @ fails.T).max(axis=1)]
+    order = sorted(range(len(candidates)), key=lambda i: (-closeness[i], i))
+    return [(candidates[i][0], closeness[i]) for i in order]
 
 
 def _replay(
@@ -140,12 +143,11 @@ def plan_round_data(
         frozen=frozen,
     )
     # The seed set counts as examples for its tags before round 1 trains on it.
-    seed_tags = {t for k in first for t in examples[k].tags if t in states}
-    if seed_tags:
-        states = {
-            t: s if t not in seed_tags or s.status != "untried" else _seeded(s)
-            for t, s in states.items()
-        }
+    seeded = _count_tags(first, examples, set(states))
+    states = {
+        t: _seeded(s, seeded[t]) if t in seeded and s.status == "untried" else s
+        for t, s in states.items()
+    }
     by_tag: dict[str, list[tuple[str, Example]]] = {t: [] for t in states}
     for key in available:
         ex = examples[key]
@@ -161,10 +163,11 @@ def plan_round_data(
                 generated += made
                 by_tag[tag] += [(e.id, e) for e in made]
     quotas = allocate_budget(states, {t: len(v) for t, v in by_tag.items()}, budget)
-    new = list(first)
+    new, closeness = list(first), {}
     for tag, q in sorted(quotas.items()):
-        ranked = _rank_in_tag(by_tag[tag], failed_by_tag.get(tag, ()), similarity)
-        new += [key for key, _ in ranked[:q]]
+        ranked = _rank_in_tag(by_tag[tag], failed_by_tag.get(tag, ()), similarity)[:q]
+        new += [key for key, _ in ranked]
+        closeness.update(ranked)
     new = list(dict.fromkeys(new))
     n_replay = max(round(replay * len(new)), min_examples - len(new)) if new else None
     replayed = [k for k in _replay(trained, examples, states, n_replay, seed) if k not in new]
@@ -173,10 +176,12 @@ def plan_round_data(
         replay=replayed,
         by_tag=_count_tags(new, {**examples, **{e.id: e for e in generated}}, set(states)),
         quotas=quotas,
+        closeness=closeness,
         states={t: s.to_dict() for t, s in states.items()},
         generated=generated,
     )
 
 
-def _seeded(state: TagState) -> TagState:
-    return replace(state, status="trying", weight=state.weight * 0.5, note="seed data covers it")
+def _seeded(state: TagState, count: int) -> TagState:
+    note = "the seed set covers it"
+    return replace(state, status="trying", weight=state.weight * 0.5, trained=count, note=note)

@@ -581,7 +581,7 @@ class _Loop:
                     "id": key,
                     "tags": list(self.examples[key].tags),
                     "prompt": self.examples[key].prompt,
-                    "score": 0.0,
+                    "score": round(data.closeness.get(key, 0.0), 4),
                     "generated": bool(self.examples[key].metadata.get("generated")),
                 }
                 for key in data.new
