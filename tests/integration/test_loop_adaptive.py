@@ -232,3 +232,48 @@ def test_a_generator_fills_a_dry_pool(data_dir: Path, tiny_model_dir: Path, tmp_
     assert all(g["generated"].endswith("gen.py:make") for g in generated)
     assert set(state["trained"]) >= {g["id"] for g in generated}
     assert "*(generated)*" in (run.path / "report.md").read_text()
+
+
+def test_memorised_data_with_no_new_examples_stops_the_run(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # every loss counts as memorised here; the pool is empty, so nothing new can come
+    config = make_config(
+        data_dir,
+        tiny_model_dir,
+        tmp_path,
+        data={"pool": []},
+        loop={"overfit_loss": 1e9, "selection": {"strategy": "adaptive"}},
+    )
+    run = run_loop(load_config(config))
+    state = run.read_json("state.json")
+    assert state["stop_reason"] == "memorised"
+    assert [r["round"] for r in state["rounds"]] == [0, 1]
+    note = state["rounds"][1]["decision"]["note"]
+    assert "memorised" in note and "no new examples" in note
+
+
+def test_a_backend_teacher_model_is_asked_and_its_unparsable_reply_skipped(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The tiny random model is a real teacher on the backend, with a context too small for the
+    # teacher prompt: each failure is recorded and reported, and the run goes on to a clean stop.
+    synthesis = {"model": str(tiny_model_dir), "per_tag": 2, "max_tokens": 16}
+    config = make_config(
+        data_dir,
+        tiny_model_dir,
+        tmp_path,
+        data={"pool": []},
+        loop={"max_rounds": 3, "selection": {"strategy": "adaptive", "synthesis": synthesis}},
+    )
+    run = run_loop(load_config(config))
+    state = run.read_json("state.json")
+    assert state["status"] == "finished"
+    assert state["generated"] == []
+    assert all(not k.startswith("gen-") for k in state["trained"])
+    reports = [r["selection"]["synthesis"] for r in state["rounds"] if r.get("selection")]
+    assert reports and all(rep["made"] == 0 for rep in reports)
+    errors = [e for rep in reports for e in rep["errors"]]
+    assert any("exceeds the model's context" in e for e in errors)
+    assert all(e.startswith("tag '") for e in errors)
+    assert "teacher failed for tag" in (run.path / "report.md").read_text()

@@ -41,6 +41,7 @@ class RoundData:
     closeness: dict[str, float] = field(default_factory=dict)  # new pool key -> to failures
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: list[Example] = field(default_factory=list)
+    synthesis: dict[str, Any] | None = None  # what a synthesiser made, rejected, failed on
 
     def to_json(self) -> dict[str, Any]:
         return {

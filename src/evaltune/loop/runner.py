@@ -568,6 +568,14 @@ class _Loop:
             if st["status"] == "stalled":
                 self.state.stalled[tag] = rank
         self.state.round_data = {**data.to_json(), "generated": [e.id for e in data.generated]}
+        if self.synthesiser is not None:
+            syn = self.synthesiser
+            data.synthesis = {
+                "made": len(data.generated),
+                "rejected": dict(syn.rejected),
+                "errors": list(syn.errors),
+            }
+            syn.errors.clear()
         return data
 
     def _describe(self, data: Any) -> dict[str, Any]:
@@ -576,6 +584,7 @@ class _Loop:
             "quotas": data.quotas,
             "states": data.states,
             "replay": len(data.replay),
+            "synthesis": data.synthesis,
             "added": [
                 {
                     "id": key,

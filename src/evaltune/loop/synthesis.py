@@ -11,7 +11,8 @@ Only training examples are ever shown to a teacher, never eval items. What comes
 the same checks as pool data: record validation, deduplication against everything already
 known, and the contamination guard against every eval prompt. A user's generator that returns
 bad records is an error naming the record; a teacher model's unparsable lines are skipped and
-counted (a model's slip should not end a run). Each example is tagged with its tag and has
+counted, and a teacher that fails (endpoint down, prompt too long for it) is recorded and the
+round goes on without its examples (a teacher's slip should not end a run). Each example is tagged with its tag and has
 ``metadata.generated`` naming who wrote it.
 """
 
@@ -97,13 +98,20 @@ class Synthesiser:
         self.label = generator or getattr(chat, "name", "teacher")
         self.made = 0
         self.rejected: dict[str, int] = {"duplicate": 0, "eval_item": 0, "unparsable": 0}
+        self.errors: list[str] = []  # a teacher model's failures, for the report
 
     def __call__(self, tag: str, n: int, examples: list[Example]) -> list[Example]:
         n = min(n, self.per_tag)
         if self.fn is not None:
             records = self._from_generator(tag, n, examples)
         else:
-            reply = self.chat.complete_many([[Message("user", teacher_prompt(tag, n, examples))]])
+            try:
+                reply = self.chat.complete_many(
+                    [[Message("user", teacher_prompt(tag, n, examples))]]
+                )
+            except EvaltuneError as exc:  # an endpoint down or a context too small: go on
+                self.errors.append(f"tag {tag!r}: {exc}")
+                return []
             records, skipped = parse_teacher_reply(reply[0] if reply else "")
             self.rejected["unparsable"] += skipped
         out = []
