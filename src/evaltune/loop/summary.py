@@ -190,6 +190,12 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
                 f"{status} | {st['trained']} | {gain} | +{sel['quotas'].get(tag, 0)} | "
                 f"{st['note']} |"
             )
+        syn = sel.get("synthesis")
+        if syn:
+            rejected = ", ".join(f"{n} {why}" for why, n in syn["rejected"].items() if n)
+            made = f"Synthesis: {syn['made']} examples written"
+            lines += ["", made + (f"; rejected: {rejected}" if rejected else "")]
+            lines += [f"- teacher failed for {e}" for e in syn["errors"]]
     stalled = sorted(
         {
             t
