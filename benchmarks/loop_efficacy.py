@@ -23,7 +23,7 @@ Arms, each a real evaltune run on Gemma 3 270M (nothing simulated):
 Per arm and seed it prints the score per round, the best score, the training tokens (the
 learning-rate probe included) spent until the target was first met, the best round's per-tag
 accuracy, the stalled tags the loop found, and the tags that fell back from their peak by more
-than the noise band (z < −1 in a two-proportion test). Then, per task, whether the default arm
+than the noise band (a two-proportion test at 95 %, z < −1.96). Then, per task, whether the default arm
 had the highest best score and the fewest tokens to target against every other arm in at least
 2 of 3 seeds. On 2 CPU cores a run takes 1–4 minutes after the model is cached.
 """
@@ -44,6 +44,7 @@ from evaltune.loop.allocate import two_proportion_z
 
 TASKS = Path(__file__).resolve().parent / "tasks"
 ARMS = ("default", "lr_decay", "random", "all_pool")
+NOISE_Z = 1.96  # a tag "fell back" when its drop from its peak passes a 95 % two-proportion test
 
 
 def overrides(arm: str, task: str, seed: int, steps: tuple[int, int] | None) -> list[str]:
@@ -110,7 +111,7 @@ def run_arm(
             for r in summary["rounds"]
         )
         n = int(v["n"])
-        if two_proportion_z(peak[0], n, v["accuracy"], n) < -1.0:
+        if two_proportion_z(peak[0], n, v["accuracy"], n) < -NOISE_Z:
             fell_back.append(f"{tag} {peak[0]:.2f}→{v['accuracy']:.2f}")
     stalled = sorted(state.get("stalled") or {})
     return {
