@@ -90,6 +90,23 @@ def test_budget_is_a_ceiling_when_the_pool_is_small() -> None:
     assert allocate_budget(s, {"a": 0, "b": 0}, 32) == {}
 
 
+def plan(**kwargs: Any) -> Any:
+    """``plan_round_data`` with the settings these tests share; ``kwargs`` override them."""
+    settings: dict[str, Any] = {
+        "suites": ["qa"],
+        "failed_by_tag": {},
+        "threshold": None,
+        "budget": 4,
+        "replay": 1.0,
+        "stall_rounds": 2,
+        "explore": 1.0,
+        "frozen": frozenset(),
+        "seed": 0,
+        "similarity": "tfidf",
+    }
+    return plan_round_data(**{**settings, **kwargs})
+
+
 def ex(key: str, tag: str, prompt: str | None = None) -> Example:
     return Example.single_turn(key, prompt or f"question {key}?", "answer", tags=(tag,))
 
@@ -102,21 +119,13 @@ def test_plan_round_data_spends_nothing_on_stalled_or_off_target_tags() -> None:
         rnd(1, {"a": 0.6, "b": 0.0}, data={"by_tag": {"a": 1, "b": 1}}),
         rnd(2, {"a": 0.6, "b": 0.0}, data={"by_tag": {"b": 1}}),
     ]
-    data = plan_round_data(
+    data = plan(
         rounds=rounds,
-        suites=["qa"],
         examples=examples,
         trained=["s1", "s2"],
         available=["p0", "p1", "p2", "p3", "p4", "p5"],
-        failed_by_tag={},
         threshold=0.9,
         budget=10,
-        replay=1.0,
-        stall_rounds=2,
-        explore=1.0,
-        frozen=frozenset(),
-        seed=0,
-        similarity="tfidf",
     )
     assert data.states["b"]["status"] == "stalled"
     assert set(data.new) == {"p0", "p1"}  # only tag a; x is measured by no target
@@ -131,21 +140,14 @@ def test_replay_puts_regressed_tags_first() -> None:
         rnd(1, {"a": 1.0, "b": 0.9, "c": 0.0}, data={"by_tag": {"a": 1, "b": 1}}),
         rnd(2, {"a": 1.0, "b": 0.2, "c": 0.0}, data={"by_tag": {}}),
     ]
-    data = plan_round_data(
+    data = plan(
         rounds=rounds,
-        suites=["qa"],
         examples=examples,
         trained=["s1", "s2"],
         available=["p1"],
-        failed_by_tag={},
         threshold=0.9,
         budget=1,
-        replay=1.0,
         stall_rounds=5,
-        explore=1.0,
-        frozen=frozenset(),
-        seed=0,
-        similarity="tfidf",
     )
     assert data.new == ["p1"]
     assert data.replay == ["s2"]  # b regressed (0.9 → 0.2): replayed before learned a
@@ -156,21 +158,14 @@ def test_within_a_tag_the_examples_closest_to_its_failures_come_first() -> None:
         "p1": ex("p1", "a", "What is the capital of Peru?"),
         "p2": ex("p2", "a", "How many legs does a spider have?"),
     }
-    data = plan_round_data(
+    data = plan(
         rounds=[rnd(0, {"a": 0.0})],
-        suites=["qa"],
         examples=examples,
         trained=[],
         available=["p2", "p1"],
         failed_by_tag={"a": ["What is the capital of Chile?"]},
-        threshold=None,
         budget=1,
         replay=0.5,
-        stall_rounds=2,
-        explore=1.0,
-        frozen=frozenset(),
-        seed=0,
-        similarity="tfidf",
     )
     assert data.new == ["p1"]
 
@@ -183,21 +178,13 @@ def test_a_dry_tag_asks_the_synthesiser() -> None:
         return [ex(f"gen-{tag}-{i}", tag) for i in range(2)]
 
     examples = {"s1": ex("s1", "a")}
-    data = plan_round_data(
+    data = plan(
         rounds=[rnd(0, {"a": 0.0}), rnd(1, {"a": 0.0}, data={"by_tag": {"a": 1}})],
-        suites=["qa"],
         examples=examples,
         trained=["s1"],
         available=[],
-        failed_by_tag={},
-        threshold=None,
-        budget=4,
         replay=0.0,
         stall_rounds=3,
-        explore=1.0,
-        frozen=frozenset(),
-        seed=0,
-        similarity="tfidf",
         synthesise=synth,
     )
     assert calls == [("a", 4, ["s1"])]
