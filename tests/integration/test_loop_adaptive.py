@@ -277,3 +277,41 @@ def test_a_backend_teacher_model_is_asked_and_its_unparsable_reply_skipped(
     assert any("exceeds the model's context" in e for e in errors)
     assert all(e.startswith("tag '") for e in errors)
     assert "teacher failed for tag" in (run.path / "report.md").read_text()
+
+
+def test_an_endpoint_teacher_is_called_through_evaltune_serve(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A real OpenAI-compatible server (evaltune serve on the tiny model) as the teacher; the
+    # tiny model has no chat template, so the server answers 400, which the loop records and
+    # reports, and the run goes on.
+    from serve_once import serve_once
+
+    server = serve_once(tiny_model_dir, ("--served-model-name", "teacher"))
+    synthesis = {
+        "model": "teacher",
+        "base_url": f"{server.base_url}/v1",
+        "api_key_env": server.key_env,
+        "per_tag": 2,
+        "max_tokens": 16,
+    }
+    config = make_config(
+        data_dir,
+        tiny_model_dir,
+        tmp_path,
+        data={"pool": []},
+        loop={"max_rounds": 3, "selection": {"strategy": "adaptive", "synthesis": synthesis}},
+    )
+    run = run_loop(load_config(config))
+    state = run.read_json("state.json")
+    assert state["status"] == "finished"
+    errors = [
+        e
+        for r in state["rounds"]
+        if r.get("selection")
+        for e in r["selection"]["synthesis"]["errors"]
+    ]
+    assert errors and all("/v1/chat/completions answered 400" in e for e in errors), errors
+    assert "teacher failed for tag 'a'" in (run.path / "report.md").read_text()
+    assert server.api_key not in (run.path / "report.md").read_text()  # the key stays secret
+    assert server.api_key not in (run.path / "state.json").read_text()
