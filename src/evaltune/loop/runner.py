@@ -620,20 +620,16 @@ class _Loop:
         stalled = [t for t, st in data.states.items() if st["status"] == "stalled"]
         new_pool = len(data.new)
         if new_pool == 0 and not plan.fresh_adapter:
-            # Nothing new to add. One consolidation round (more passes over everything not
-            # stalled) is worth it unless the data is memorised; another only after a gain.
+            # Nothing new to add: consolidation rounds (more passes over everything not
+            # stalled) go on until the plateau rule stops them, unless the data is memorised.
             loss = (record.get("train") or {}).get("final_loss")
             memorised = loss is not None and loss < self.cfg.loop.overfit_loss
             improved = (record.get("vs_best") or {}).get("verdict") == "better"
-            consolidating = (record.get("data") or {}).get("new") == 0
             why = None
             if memorised and not improved:
                 why, reason = f"its training loss is {loss:.3g}: memorised", "memorised"
             elif not data.replay:
                 why, reason = "nothing is left to replay", "no_new_data"
-            elif consolidating and not improved:
-                why = "a round of more passes over the same data did not improve significantly"
-                reason = "no_new_data"
             if why is not None:
                 self.state.stop_reason = reason
                 record["decision"] = {
