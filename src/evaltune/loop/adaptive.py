@@ -13,6 +13,9 @@ A round's data is its *new* examples plus *replay* of earlier ones:
    decide whether more passes over old data are worth it.
 
 Pool examples whose tags no target suite measures are never chosen: they cannot move a target.
+An *untagged* pool example joins the tag of the eval prompt it is closest to, when it is close
+enough (cosine ≥ ``INFER_SIMILARITY`` with embeddings, ``INFER_SIMILARITY_TFIDF`` with TF-IDF);
+when the target suites carry no tags at all, every example belongs to the one tag ``ALL``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,51 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evaltune.data import Example
-from evaltune.loop.allocate import TagState, allocate_budget, tag_states
+from evaltune.loop.allocate import ALL, TagState, allocate_budget, tag_states
 from evaltune.loop.analysis import text_vectors
 
 __all__ = ["RoundData", "plan_round_data", "trained_by_round"]
 
 Synthesise = Callable[[str, int, list[Example]], list[Example]]
 _REPLAY_ORDER = {"ceiling": 1, "responsive": 2, "trying": 3, "untried": 3}
+INFER_SIMILARITY = 0.6
+INFER_SIMILARITY_TFIDF = 0.3
+
+
+def tags_of(
+    key: str, examples: Mapping[str, Example], known: Mapping[str, Any], inferred: Mapping[str, str]
+) -> list[str]:
+    """The example's tags that ``known`` has; ``ALL`` when that is the only tag; else the tag
+    inferred for it by similarity (untagged examples only)."""
+    if ALL in known:
+        return [ALL]
+    ex = examples[key]
+    mine = [t for t in dict.fromkeys(ex.tags) if t in known]
+    if not mine and not ex.tags and key in inferred:
+        return [inferred[key]]
+    return mine
+
+
+def infer_tags(
+    untagged: Mapping[str, Example],
+    eval_prompts: Mapping[str, Sequence[str]],
+    similarity: str,
+) -> dict[str, str]:
+    """``{key: tag}`` for untagged examples close enough to one of a tag's eval prompts."""
+    pairs = [(t, p) for t, ps in eval_prompts.items() for p in ps]
+    if not untagged or not pairs:
+        return {}
+    keys = list(untagged)
+    texts = [untagged[k].prompt for k in keys] + [p for _, p in pairs]
+    vectors, method = text_vectors(texts, similarity)
+    sims = vectors[: len(keys)] @ vectors[len(keys) :].T
+    floor = INFER_SIMILARITY if method == "embedding" else INFER_SIMILARITY_TFIDF
+    out = {}
+    for i, key in enumerate(keys):
+        j = int(sims[i].argmax())
+        if float(sims[i, j]) >= floor:
+            out[key] = pairs[j][0]
+    return out
 
 
 @dataclass
@@ -42,6 +83,7 @@ class RoundData:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: list[Example] = field(default_factory=list)
     synthesis: dict[str, Any] | None = None  # what a synthesiser made, rejected, failed on
+    inferred: dict[str, str] = field(default_factory=dict)  # untagged new key -> its tag
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,12 +105,16 @@ def trained_by_round(rounds: Sequence[dict[str, Any]]) -> dict[int, dict[str, in
     }
 
 
-def _count_tags(keys: Sequence[str], examples: Mapping[str, Example], tags: set[str]) -> dict:
+def _count_tags(
+    keys: Sequence[str],
+    examples: Mapping[str, Example],
+    tags: Mapping[str, Any],
+    inferred: Mapping[str, str],
+) -> dict[str, int]:
     out: dict[str, int] = {}
     for key in keys:
-        for tag in dict.fromkeys(examples[key].tags):
-            if tag in tags:
-                out[tag] = out.get(tag, 0) + 1
+        for tag in tags_of(key, examples, tags, inferred):
+            out[tag] = out.get(tag, 0) + 1
     return out
 
 
@@ -92,11 +138,12 @@ def _replay(
     states: Mapping[str, TagState],
     n: int | None,
     seed: int,
+    inferred: Mapping[str, str],
 ) -> list[str]:
     """``n`` earlier examples (all but stalled ones when ``n`` is None), by priority."""
 
     def priority(key: str) -> int | None:
-        tags = [states[t] for t in examples[key].tags if t in states]
+        tags = [states[t] for t in tags_of(key, examples, states, inferred)]
         if not tags:
             return 4  # a tag no target measures (seed data): lowest priority, kept
         if any(s.regressed for s in tags):
@@ -129,11 +176,13 @@ def plan_round_data(
     synthesise: Synthesise | None = None,
     first: Sequence[str] = (),
     min_examples: int = 0,
+    eval_prompts: Mapping[str, Sequence[str]] | None = None,
 ) -> RoundData:
     """The next round's data. ``examples`` maps keys to every example known (seed, pool,
     generated); ``trained`` are the keys trained so far; ``available`` the unused pool keys;
     ``first`` examples always in the round (the seed set, for round 1); a round with few new
-    examples is topped up with replay to ``min_examples``."""
+    examples is topped up with replay to ``min_examples``; ``eval_prompts`` (tag → the target
+    suites' prompts) let untagged pool examples join the tag they are closest to."""
     states = tag_states(
         rounds,
         suites,
@@ -143,8 +192,10 @@ def plan_round_data(
         explore=explore,
         frozen=frozen,
     )
+    untagged = {k: examples[k] for k in [*available, *trained] if not examples[k].tags}
+    inferred = infer_tags(untagged, eval_prompts or {}, similarity) if ALL not in states else {}
     # The seed set counts as examples for its tags before round 1 trains on it.
-    seeded = _count_tags(first, examples, set(states))
+    seeded = _count_tags(first, examples, states, inferred)
     states = {
         t: _seeded(s, seeded[t]) if t in seeded and s.status == "untried" else s
         for t, s in states.items()
@@ -152,14 +203,16 @@ def plan_round_data(
     by_tag: dict[str, list[tuple[str, Example]]] = {t: [] for t in states}
     for key in available:
         ex = examples[key]
-        tag = next((t for t in ex.tags if t in states), None)
-        if tag is not None:
-            by_tag[tag].append((key, ex))
+        tags = tags_of(key, examples, states, inferred)
+        if tags:
+            by_tag[tags[0]].append((key, ex))
     generated: list[Example] = []
     if synthesise is not None:
         for tag, state in states.items():
             if state.weight > 0 and not by_tag[tag]:
-                style = [examples[k] for k in trained if tag in examples[k].tags]
+                style = [
+                    examples[k] for k in trained if tag in tags_of(k, examples, states, inferred)
+                ]
                 made = synthesise(tag, budget, style)
                 generated += made
                 by_tag[tag] += [(e.id, e) for e in made]
@@ -171,11 +224,15 @@ def plan_round_data(
         closeness.update(ranked)
     new = list(dict.fromkeys(new))
     n_replay = max(round(replay * len(new)), min_examples - len(new)) if new else None
-    replayed = [k for k in _replay(trained, examples, states, n_replay, seed) if k not in new]
+    replayed = [
+        k for k in _replay(trained, examples, states, n_replay, seed, inferred) if k not in new
+    ]
+    known = {**examples, **{e.id: e for e in generated}}
     return RoundData(
         new=new,
         replay=replayed,
-        by_tag=_count_tags(new, {**examples, **{e.id: e for e in generated}}, set(states)),
+        by_tag=_count_tags(new, known, states, inferred),
+        inferred={k: t for k, t in inferred.items() if k in new},
         quotas=quotas,
         closeness=closeness,
         states={t: s.to_dict() for t, s in states.items()},

@@ -19,7 +19,8 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
   noise band (``band`` standard errors, 1 by default); its examples are replayed first.
 
 ``headroom`` is ``1 − accuracy``. A tag whose pool is empty gets no budget unless a
-synthesiser writes examples for it. Everything here is a pure function of round records and
+synthesiser writes examples for it. A target suite whose items carry no tags is one tag,
+``ALL``. Everything here is a pure function of round records and
 counts, so each reaction is testable on a hand-built history.
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 from evaltune.evals import wilson_interval
 
 __all__ = [
+    "ALL",
     "STATUSES",
     "TagState",
     "allocate_budget",
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 STATUSES = ("untried", "trying", "responsive", "stalled", "ceiling")
+ALL = "(all)"  # the one tag of a suite whose items carry none
 Round = dict[str, Any]
 
 
@@ -77,10 +80,14 @@ def two_proportion_z(p1: float, n1: int, p2: float, n2: int) -> float:
 
 
 def tag_counts(round_: Round, suites: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``{tag: (correct, n)}`` of a round record, summed over ``suites``."""
+    """``{tag: (correct, n)}`` of a round record, summed over ``suites``; a suite whose items
+    carry no tags counts as one tag, ``ALL``."""
     out: dict[str, tuple[int, int]] = {}
     for suite in suites:
-        per_tag = round_.get("evals", {}).get(suite, {}).get("per_tag", {})
+        entry = round_.get("evals", {}).get(suite, {})
+        per_tag = entry.get("per_tag") or {}
+        if not per_tag and "accuracy" in entry.get("metrics", {}):
+            per_tag = {ALL: entry["metrics"]}
         for tag, stats in per_tag.items():
             n = int(stats.get("n", 0))
             correct = round(float(stats["accuracy"]) * n)

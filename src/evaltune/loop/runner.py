@@ -24,6 +24,7 @@ from evaltune.data import Example
 from evaltune.data.records import parse_record
 from evaltune.evals import EvalResult, validation_nll
 from evaltune.loop.adaptive import plan_round_data
+from evaltune.loop.allocate import ALL
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, Suite, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
@@ -496,8 +497,17 @@ class _Loop:
         for suite in self._target_suites():
             for r in results[suite.name].records:
                 if not r.correct:
-                    for tag in r.tags:
+                    for tag in r.tags or (ALL,):
                         out.setdefault(tag, []).append(r.prompt)
+        return out
+
+    def _eval_prompts(self) -> dict[str, list[str]]:
+        """The target suites' prompts by tag: where untagged pool examples may belong."""
+        out: dict[str, list[str]] = {}
+        for suite in self._target_suites():
+            for ex in suite.examples:
+                for tag in ex.tags:
+                    out.setdefault(tag, []).append(ex.prompt)
         return out
 
     def _synthesise(self) -> Synthesiser | None:
@@ -551,6 +561,7 @@ class _Loop:
             synthesise=self._synthesise(),
             first=first,
             min_examples=2 * self.cfg.training.batch_size * self.cfg.training.grad_accum,
+            eval_prompts=self._eval_prompts(),
         )
         for ex in data.generated:  # what this round does not use stays in the pool
             self.examples[ex.id] = self.pool[ex.id] = ex
@@ -588,7 +599,8 @@ class _Loop:
             "added": [
                 {
                     "id": key,
-                    "tags": list(self.examples[key].tags),
+                    "tags": list(self.examples[key].tags)
+                    or ([f"{data.inferred[key]} (inferred)"] if key in data.inferred else []),
                     "prompt": self.examples[key].prompt,
                     "score": round(data.closeness.get(key, 0.0), 4),
                     "generated": bool(self.examples[key].metadata.get("generated")),

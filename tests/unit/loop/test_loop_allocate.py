@@ -8,7 +8,7 @@ import pytest
 
 from evaltune.data import Example
 from evaltune.loop.adaptive import plan_round_data, trained_by_round
-from evaltune.loop.allocate import allocate_budget, tag_states, two_proportion_z
+from evaltune.loop.allocate import ALL, allocate_budget, tag_states, two_proportion_z
 
 
 def rnd(k: int, accs: dict[str, float], n: int = 10, **extra: Any) -> dict[str, Any]:
@@ -195,3 +195,36 @@ def test_a_dry_tag_asks_the_synthesiser() -> None:
 def test_trained_by_round_reads_the_round_records() -> None:
     rounds = [rnd(0, {}), rnd(1, {}, data={"by_tag": {"a": 3}}), rnd(2, {})]
     assert trained_by_round(rounds) == {1: {"a": 3}}
+
+
+def test_untagged_pool_examples_join_the_tag_of_the_eval_prompts_they_resemble() -> None:
+    examples = {
+        "u1": Example.single_turn("u1", "What is the capital city of Peru?", "Lima"),
+        "u2": Example.single_turn("u2", "Name a prime number above ten.", "11"),
+        "t1": ex("t1", "other"),  # tagged with a tag no eval measures: never inferred
+    }
+    data = plan(
+        rounds=[rnd(0, {"geo": 0.0, "math": 0.0})],
+        examples=examples,
+        trained=[],
+        available=["u1", "u2", "t1"],
+        eval_prompts={
+            "geo": ["What is the capital city of Chile?"],
+            "math": ["What is 7 times 8 times 9?"],
+        },
+    )
+    assert data.new == ["u1"]
+    assert data.inferred == {"u1": "geo"}
+    assert data.by_tag == {"geo": 1}
+
+
+def test_a_suite_without_tags_is_one_tag_and_still_uses_the_pool() -> None:
+    untagged_round = {
+        "round": 0,
+        "evals": {"qa": {"per_tag": {}, "metrics": {"accuracy": 0.25, "n": 8}}},
+    }
+    examples = {f"p{i}": Example.single_turn(f"p{i}", f"q{i}?", "a") for i in range(3)}
+    data = plan(rounds=[untagged_round], examples=examples, trained=[], available=list(examples))
+    assert data.states[ALL]["status"] == "untried"
+    assert data.states[ALL]["accuracy"] == 0.25
+    assert sorted(data.new) == ["p0", "p1", "p2"]
