@@ -661,7 +661,7 @@ class SelectionConfig(_Section):
         ge=0,
         le=10,
         description="`adaptive`: examples replayed from earlier rounds per new example (tags "
-        "that regressed first, then learned ones; never stalled ones).",
+        "that regressed first, then learned ones, stalled ones last).",
     )
     stall_rounds: int = Field(
         3,

@@ -8,9 +8,10 @@ A round's data is its *new* examples plus *replay* of earlier ones:
    a tag with budget but an empty pool asks the synthesiser, when one is configured;
 3. replay protects what was learned: ``replay × new`` earlier examples (at least enough for
    ``min_examples`` in all), tags that regressed first, then learned (ceiling) and responsive
-   ones, never stalled ones;
-4. with nothing new to add, the round replays everything not stalled (once), so the caller can
-   decide whether more passes over old data are worth it.
+   ones, stalled ones last (a stalled tag gets no new examples, but what it was taught is not
+   dropped: a slow learner keeps its chance, and nothing is forgotten on purpose);
+4. with nothing new to add, the round replays everything, so the caller can decide whether
+   more passes over old data are worth it.
 
 Pool examples whose tags no target suite measures are never chosen: they cannot move a target.
 An *untagged* pool example joins the tag of the eval prompt it is closest to, when it is close
@@ -140,19 +141,19 @@ def _replay(
     seed: int,
     inferred: Mapping[str, str],
 ) -> list[str]:
-    """``n`` earlier examples (all but stalled ones when ``n`` is None), by priority."""
+    """``n`` earlier examples (all when ``n`` is None), by priority."""
 
-    def priority(key: str) -> int | None:
+    def priority(key: str) -> int:
         tags = [states[t] for t in tags_of(key, examples, states, inferred)]
         if not tags:
             return 4  # a tag no target measures (seed data): lowest priority, kept
         if any(s.regressed for s in tags):
             return 0
         ranks = [_REPLAY_ORDER[s.status] for s in tags if s.status in _REPLAY_ORDER]
-        return min(ranks) if ranks else None  # None: every tag of it stalled
+        return min(ranks) if ranks else 5  # every tag of it stalled: last, but not dropped
 
     rng = random.Random(seed)
-    keyed = [(p, rng.random(), k) for k in dict.fromkeys(trained) if (p := priority(k)) is not None]
+    keyed = [(priority(k), rng.random(), k) for k in dict.fromkeys(trained)]
     ordered = [k for _, _, k in sorted(keyed)]
     return ordered if n is None else ordered[:n]
 

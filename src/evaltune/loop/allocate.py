@@ -11,7 +11,7 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
   examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight ``headroom × (1 + gain / se)``, capped at
   3 × headroom: the clearer the response, the more budget.
 - ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move. Weight
-  0; reported as needing a different intervention (a larger model, another format, more
+  0 (its examples are still replayed, last); reported as needing a different intervention (a larger model, another format, more
   capacity), and it stays stalled until something else changes (a new rank or method).
 - ``ceiling``: accuracy is 1, or its Wilson lower bound is at the suite's threshold. Weight 0;
   its examples are replayed so it stays learned.

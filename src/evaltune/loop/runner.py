@@ -568,13 +568,8 @@ class _Loop:
             self.state.generated.append(
                 {"id": ex.id, **example_to_record(ex), "generated": ex.metadata.get("generated")}
             )
-        if fresh:  # a new adapter has learned nothing yet: everything not stalled again
-            stalled = {t for t, st in data.states.items() if st["status"] == "stalled"}
-            data.replay = [
-                key
-                for key in self.state.trained
-                if key not in data.new and not (set(self.examples[key].tags) & stalled)
-            ]
+        if fresh:  # a new adapter has learned nothing yet: everything trained so far again
+            data.replay = [key for key in self.state.trained if key not in data.new]
         for tag, st in data.states.items():
             if st["status"] == "stalled":
                 self.state.stalled[tag] = rank

@@ -129,7 +129,7 @@ def test_plan_round_data_spends_nothing_on_stalled_or_off_target_tags() -> None:
     )
     assert data.states["b"]["status"] == "stalled"
     assert set(data.new) == {"p0", "p1"}  # only tag a; x is measured by no target
-    assert data.replay == ["s1"]  # b's example is not replayed: b is stalled
+    assert data.replay == ["s1", "s2"]  # stalled b gets no new examples; its old one goes last
     assert data.by_tag == {"a": 2}
 
 
