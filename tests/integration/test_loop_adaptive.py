@@ -253,27 +253,36 @@ def test_memorised_data_with_no_new_examples_stops_the_run(
     assert "memorised" in note and "no new examples" in note
 
 
-def test_a_backend_teacher_model_is_asked_and_its_unparsable_reply_skipped(
-    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    # The tiny random model is a real teacher on the backend, with a context too small for the
-    # teacher prompt: each failure is recorded and reported, and the run goes on to a clean stop.
-    synthesis = {"model": str(tiny_model_dir), "per_tag": 2, "max_tokens": 16}
+def run_with_teacher(
+    folder: Path, model: Path, workspace: Path, synthesis: dict[str, Any]
+) -> tuple[RunDir, list[str]]:
+    """A run with an empty pool and ``synthesis``: it finishes; the teacher's errors, and no
+    example was made."""
     config = make_config(
-        data_dir,
-        tiny_model_dir,
-        tmp_path,
+        folder,
+        model,
+        workspace,
         data={"pool": []},
         loop={"max_rounds": 3, "selection": {"strategy": "adaptive", "synthesis": synthesis}},
     )
     run = run_loop(load_config(config))
     state = run.read_json("state.json")
     assert state["status"] == "finished"
-    assert state["generated"] == []
-    assert all(not k.startswith("gen-") for k in state["trained"])
     reports = [r["selection"]["synthesis"] for r in state["rounds"] if r.get("selection")]
     assert reports and all(rep["made"] == 0 for rep in reports)
-    errors = [e for rep in reports for e in rep["errors"]]
+    return run, [e for rep in reports for e in rep["errors"]]
+
+
+def test_a_backend_teacher_model_is_asked_and_its_unparsable_reply_skipped(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The tiny random model is a real teacher on the backend, with a context too small for the
+    # teacher prompt: each failure is recorded and reported, and the run goes on to a clean stop.
+    synthesis = {"model": str(tiny_model_dir), "per_tag": 2, "max_tokens": 16}
+    run, errors = run_with_teacher(data_dir, tiny_model_dir, tmp_path, synthesis)
+    state = run.read_json("state.json")
+    assert state["generated"] == []
+    assert all(not k.startswith("gen-") for k in state["trained"])
     assert any("exceeds the model's context" in e for e in errors)
     assert all(e.startswith("tag '") for e in errors)
     assert "teacher failed for tag" in (run.path / "report.md").read_text()
@@ -295,22 +304,7 @@ def test_an_endpoint_teacher_is_called_through_evaltune_serve(
         "per_tag": 2,
         "max_tokens": 16,
     }
-    config = make_config(
-        data_dir,
-        tiny_model_dir,
-        tmp_path,
-        data={"pool": []},
-        loop={"max_rounds": 3, "selection": {"strategy": "adaptive", "synthesis": synthesis}},
-    )
-    run = run_loop(load_config(config))
-    state = run.read_json("state.json")
-    assert state["status"] == "finished"
-    errors = [
-        e
-        for r in state["rounds"]
-        if r.get("selection")
-        for e in r["selection"]["synthesis"]["errors"]
-    ]
+    run, errors = run_with_teacher(data_dir, tiny_model_dir, tmp_path, synthesis)
     assert errors and all("/v1/chat/completions answered 400" in e for e in errors), errors
     assert "teacher failed for tag 'a'" in (run.path / "report.md").read_text()
     assert server.api_key not in (run.path / "report.md").read_text()  # the key stays secret
