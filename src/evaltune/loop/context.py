@@ -45,7 +45,14 @@ from evaltune.loop.decide import SuiteRule
 from evaltune.loop.select import clean_pool
 from evaltune.train import auto_learning_rate
 
-__all__ = ["RunContext", "Suite", "build_context", "build_suites", "make_service"]
+__all__ = [
+    "RunContext",
+    "Suite",
+    "build_context",
+    "build_suites",
+    "judge_backend",
+    "make_service",
+]
 
 
 @dataclass
@@ -171,7 +178,7 @@ def _learning_rate(cfg: RunConfig, facts: dict[str, Any]) -> float:
     return auto_learning_rate(cfg.base_model, int(hidden))
 
 
-def _judge_backend(judge: JudgeConfig, cfg: RunConfig, service: Any, where: str) -> Any:
+def judge_backend(judge: JudgeConfig, cfg: RunConfig, service: Any, where: str) -> Any:
     """An endpoint client, or a sampler on the run's backend, for a judge grader."""
     if judge.base_url:
         key = api_key_from_env(judge.api_key_env, f"{where}.judge.api_key_env")
@@ -194,7 +201,7 @@ def _grader_options(s: EvalSuiteConfig, cfg: RunConfig, service: Any, where: str
     if s.function:
         options["function"] = s.function
     if s.judge is not None:
-        options["backend"] = _judge_backend(s.judge, cfg, service, where)
+        options["backend"] = judge_backend(s.judge, cfg, service, where)
         options.update(rubric=s.judge.rubric, min_score=s.judge.min_score)
         options.update(max_score=s.judge.max_score, pass_score=s.judge.pass_score)
     return options

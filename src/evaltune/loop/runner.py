@@ -518,7 +518,7 @@ class _Loop:
             chat = None
             if syn.model is not None:
                 from evaltune.config.schema import JudgeConfig
-                from evaltune.loop.context import _judge_backend
+                from evaltune.loop.context import judge_backend
 
                 judge = JudgeConfig(
                     model=syn.model,
@@ -526,7 +526,7 @@ class _Loop:
                     api_key_env=syn.api_key_env,
                     max_tokens=syn.max_tokens,
                 )
-                chat = _judge_backend(judge, self.cfg, self.ctx.service, "loop.selection.synthesis")
+                chat = judge_backend(judge, self.cfg, self.ctx.service, "loop.selection.synthesis")
             self.synthesiser = Synthesiser(
                 generator=syn.generator,
                 chat=chat,
@@ -573,7 +573,7 @@ class _Loop:
         for tag, st in data.states.items():
             if st["status"] == "stalled":
                 self.state.stalled[tag] = rank
-        self.state.round_data = {**data.to_json(), "generated": [e.id for e in data.generated]}
+        self.state.round_data = data.to_json()
         if self.synthesiser is not None:
             syn = self.synthesiser
             data.synthesis = {
