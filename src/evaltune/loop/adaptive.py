@@ -30,7 +30,7 @@ from evaltune.data import Example
 from evaltune.loop.allocate import ALL, TagState, allocate_budget, tag_states
 from evaltune.loop.analysis import text_vectors
 
-__all__ = ["RoundData", "plan_round_data", "trained_by_round"]
+__all__ = ["RoundData", "plan_round_data", "tag_train_loss", "trained_by_round"]
 
 Synthesise = Callable[[str, int, list[Example]], list[Example]]
 _REPLAY_ORDER = {"ceiling": 1, "responsive": 2, "trying": 3, "untried": 3}
@@ -94,6 +94,7 @@ class RoundData:
             "quotas": self.quotas,
             "states": self.states,
             "generated": [e.id for e in self.generated],
+            "inferred": self.inferred,
         }
 
 
@@ -104,6 +105,24 @@ def trained_by_round(rounds: Sequence[dict[str, Any]]) -> dict[int, dict[str, in
         for r in rounds
         if r.get("data") and r["round"] > 0
     }
+
+
+def tag_train_loss(
+    keys: Sequence[str],
+    losses: Mapping[int, float],
+    examples: Mapping[str, Example],
+    inferred: Mapping[str, str],
+) -> dict[str, float]:
+    """``{tag: mean training loss}`` of a round's examples (``losses``: datum index → its last
+    loss; ``keys[i]`` is datum ``i``): how well each tag's own examples are fitted. ``ALL``
+    holds the mean over every example, for suites without tags."""
+    sums: dict[str, list[float]] = {}
+    for i, loss in losses.items():
+        key = keys[i]
+        ex = examples[key]
+        for tag in [*dict.fromkeys(ex.tags), *([inferred[key]] if key in inferred else []), ALL]:
+            sums.setdefault(tag, []).append(loss)
+    return {t: sum(v) / len(v) for t, v in sorted(sums.items())}
 
 
 def _count_tags(

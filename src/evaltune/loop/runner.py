@@ -23,7 +23,7 @@ from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
 from evaltune.data.records import parse_record
 from evaltune.evals import EvalResult, validation_nll
-from evaltune.loop.adaptive import plan_round_data
+from evaltune.loop.adaptive import plan_round_data, tag_train_loss
 from evaltune.loop.allocate import ALL
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, Suite, build_context
@@ -290,6 +290,13 @@ class _Loop:
                 "by_tag": data["by_tag"],
                 "quotas": data["quotas"],
             }
+            if result.example_loss:  # how well each tag's own examples are fitted
+                record["train"]["per_tag_loss"] = {
+                    t: round(v, 4)
+                    for t, v in tag_train_loss(
+                        keys, result.example_loss, self.examples, data.get("inferred", {})
+                    ).items()
+                }
             self.state.trained += [key for key in data["new"] if key not in self.state.trained]
             self.state.round_data = None
         return record

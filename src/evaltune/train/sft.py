@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +41,9 @@ class StepMetrics:
 @dataclass
 class SFTRoundResult:
     steps: list[StepMetrics] = field(default_factory=list)
+    # datum index -> its loss (NLL per weighted token) the last time a step trained on it,
+    # from the backend's per-datum outputs; empty when the backend returns none
+    example_loss: dict[int, float] = field(default_factory=dict)
 
     @property
     def final_loss(self) -> float | None:
@@ -81,6 +84,27 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[start : start + size]
 
 
+def _datum_losses(
+    indices: Sequence[int], datums: Sequence[types.Datum], out: types.ForwardBackwardOutput
+) -> dict[int, float]:
+    """Per datum of one batch: its weighted mean NLL, from the per-token ``logprobs`` the
+    cross-entropy loss returns (Tinker's and the local backend's); none when absent."""
+    outputs = out.loss_fn_outputs or []
+    if len(outputs) != len(indices):
+        return {}
+    losses = {}
+    for j, output in zip(indices, outputs, strict=True):
+        logprobs = output.get("logprobs") if isinstance(output, Mapping) else None
+        if logprobs is None:
+            return {}
+        weights = datums[j].loss_fn_inputs["weights"].to_numpy()
+        lp = logprobs.to_numpy()
+        total = float(weights.sum())
+        if total > 0 and len(lp) == len(weights):
+            losses[j] = float(-(lp * weights).sum() / total)
+    return losses
+
+
 def run_sft_round(
     training_client: Any,  # any TrainingClient: local or tinker
     datums: Sequence[types.Datum],
@@ -103,13 +127,16 @@ def run_sft_round(
     for i in range(steps):
         lr = lr_at(i, steps, learning_rate, schedule, warmup_steps)
         start = time.perf_counter()
-        micro = [[datums[j] for j in next(feed)] for _ in range(grad_accum)]
+        picked = [next(feed) for _ in range(grad_accum)]
+        micro = [[datums[j] for j in idx] for idx in picked]
         pending = [training_client.forward_backward(b, "cross_entropy") for b in micro]
         adam = types.AdamParams(
             learning_rate=lr, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm
         )
         optim = training_client.optim_step(adam)
         loss_sum = sum(f.result().metrics["loss:sum"] for f in pending)
+        for idx, future in zip(picked, pending, strict=True):
+            result.example_loss.update(_datum_losses(idx, datums, future.result()))
         optim_metrics = optim.result().metrics or {}
         seconds = time.perf_counter() - start
         weight = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for b in micro for d in b)

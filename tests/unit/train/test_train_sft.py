@@ -205,3 +205,17 @@ def test_tokens_are_counted(client: Any, datums: list[Any]) -> None:
         assert 0 < step.weighted_tokens < step.tokens
     assert result.tokens == sum(s.tokens for s in result.steps)
     assert result.summary()["tokens"] == result.tokens
+
+
+def test_example_losses_are_each_datums_last_loss(client: Any, datums: list[Any]) -> None:
+    # One step on a batch of all 8: each datum's loss is its own, and their weighted mean is the
+    # step's loss (weights are the answer tokens).
+    result = run_sft_round(client, datums, steps=1, batch_size=8, learning_rate=1e-3, seed=0)
+    assert sorted(result.example_loss) == list(range(8))
+    weights = [float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in datums]
+    mean = sum(result.example_loss[i] * w for i, w in enumerate(weights)) / sum(weights)
+    assert mean == pytest.approx(result.steps[0].loss, rel=1e-4)
+    assert len(set(result.example_loss.values())) > 1
+    # Two steps of 4 are one epoch: every datum is covered once.
+    again = run_sft_round(client, datums, steps=2, batch_size=4, learning_rate=1e-3, seed=3)
+    assert sorted(again.example_loss) == list(range(8))
