@@ -131,6 +131,10 @@ def test_with_a_pool_the_default_strategy_is_adaptive_and_round_1_explores(
     assert first["data"]["by_tag"] == {"seeded": 8, **sel["quotas"]}
     # steps follow the data: 2 passes over 12 examples at batch 4
     assert plan["steps"] == 6 == first["train"]["steps"]
+    # each trained tag's own training loss, counted over the same tags as by_tag
+    per_tag_loss = first["train"]["per_tag_loss"]
+    assert set(per_tag_loss) == set(first["data"]["by_tag"])
+    assert all(0 < loss < 20 for loss in per_tag_loss.values())
 
 
 def test_off_target_and_eval_items_are_never_trained(adaptive: RunDir) -> None:

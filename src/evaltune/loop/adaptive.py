@@ -107,22 +107,33 @@ def trained_by_round(rounds: Sequence[dict[str, Any]]) -> dict[int, dict[str, in
     }
 
 
+def _by_tag(
+    keys: Sequence[str],
+    examples: Mapping[str, Example],
+    tags: Mapping[str, Any],
+    inferred: Mapping[str, str],
+) -> dict[str, list[str]]:
+    """``{tag: keys}``: each key under the tags ``tags_of`` gives it, in ``keys``' order."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        for tag in tags_of(key, examples, tags, inferred):
+            out.setdefault(tag, []).append(key)
+    return out
+
+
 def tag_train_loss(
     keys: Sequence[str],
     losses: Mapping[int, float],
     examples: Mapping[str, Example],
+    tags: Mapping[str, Any],
     inferred: Mapping[str, str],
 ) -> dict[str, float]:
     """``{tag: mean training loss}`` of a round's examples (``losses``: datum index → its last
-    loss; ``keys[i]`` is datum ``i``): how well each tag's own examples are fitted. ``ALL``
-    holds the mean over every example, for suites without tags."""
-    sums: dict[str, list[float]] = {}
-    for i, loss in losses.items():
-        key = keys[i]
-        ex = examples[key]
-        for tag in [*dict.fromkeys(ex.tags), *([inferred[key]] if key in inferred else []), ALL]:
-            sums.setdefault(tag, []).append(loss)
-    return {t: sum(v) / len(v) for t, v in sorted(sums.items())}
+    loss; ``keys[i]`` is datum ``i``): how well each target tag's own examples are fitted,
+    with the tags counted as ``by_tag`` counts them (``tags``: the round's tag states)."""
+    loss_of = {keys[i]: loss for i, loss in losses.items()}
+    groups = _by_tag(list(loss_of), examples, tags, inferred)
+    return {t: sum(loss_of[k] for k in ks) / len(ks) for t, ks in sorted(groups.items())}
 
 
 def _count_tags(
@@ -131,11 +142,7 @@ def _count_tags(
     tags: Mapping[str, Any],
     inferred: Mapping[str, str],
 ) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for key in keys:
-        for tag in tags_of(key, examples, tags, inferred):
-            out[tag] = out.get(tag, 0) + 1
-    return out
+    return {t: len(ks) for t, ks in _by_tag(keys, examples, tags, inferred).items()}
 
 
 def _rank_in_tag(

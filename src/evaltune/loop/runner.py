@@ -294,7 +294,11 @@ class _Loop:
                 record["train"]["per_tag_loss"] = {
                     t: round(v, 4)
                     for t, v in tag_train_loss(
-                        keys, result.example_loss, self.examples, data.get("inferred", {})
+                        keys,
+                        result.example_loss,
+                        self.examples,
+                        data["states"],
+                        data.get("inferred", {}),
                     ).items()
                 }
             self.state.trained += [key for key in data["new"] if key not in self.state.trained]

@@ -85,19 +85,19 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 
 
 def _datum_losses(
-    indices: Sequence[int], datums: Sequence[types.Datum], out: types.ForwardBackwardOutput
+    indices: Sequence[int], weights_of: Sequence[Any], out: types.ForwardBackwardOutput
 ) -> dict[int, float]:
-    """Per datum of one batch: its weighted mean NLL, from the per-token ``logprobs`` the
-    cross-entropy loss returns (Tinker's and the local backend's); none when absent."""
+    """Per datum of one batch (``weights_of``: their loss weights, in batch order): its
+    weighted mean NLL, from the per-token ``logprobs`` the cross-entropy loss returns
+    (Tinker's and the local backend's); none when absent."""
     outputs = out.loss_fn_outputs or []
     if len(outputs) != len(indices):
         return {}
     losses = {}
-    for j, output in zip(indices, outputs, strict=True):
+    for j, weights, output in zip(indices, weights_of, outputs, strict=True):
         logprobs = output.get("logprobs") if isinstance(output, Mapping) else None
         if logprobs is None:
             return {}
-        weights = datums[j].loss_fn_inputs["weights"].to_numpy()
         lp = logprobs.to_numpy()
         total = float(weights.sum())
         if total > 0 and len(lp) == len(weights):
@@ -135,11 +135,12 @@ def run_sft_round(
         )
         optim = training_client.optim_step(adam)
         loss_sum = sum(f.result().metrics["loss:sum"] for f in pending)
-        for idx, future in zip(picked, pending, strict=True):
-            result.example_loss.update(_datum_losses(idx, datums, future.result()))
         optim_metrics = optim.result().metrics or {}
         seconds = time.perf_counter() - start
-        weight = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for b in micro for d in b)
+        weights = [[d.loss_fn_inputs["weights"].to_numpy() for d in b] for b in micro]
+        for idx, ws, future in zip(picked, weights, pending, strict=True):
+            result.example_loss.update(_datum_losses(idx, ws, future.result()))
+        weight = sum(float(w.sum()) for ws in weights for w in ws)
         tokens = sum(d.model_input.length for b in micro for d in b)
         metrics = StepMetrics(
             step=step_offset + i + 1,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from evaltune.data import Example
-from evaltune.loop.adaptive import plan_round_data, trained_by_round
+from evaltune.loop.adaptive import plan_round_data, tag_train_loss, trained_by_round
 from evaltune.loop.allocate import ALL, allocate_budget, tag_states, two_proportion_z
 
 
@@ -228,3 +228,20 @@ def test_a_suite_without_tags_is_one_tag_and_still_uses_the_pool() -> None:
     assert data.states[ALL]["status"] == "untried"
     assert data.states[ALL]["accuracy"] == 0.25
     assert sorted(data.new) == ["p0", "p1", "p2"]
+
+
+def test_tag_train_loss_counts_tags_as_by_tag_does() -> None:
+    # Datum i is keys[i]. A tag no target measures is left out; an untagged example counts
+    # under the tag inferred for it; a datum no step reached has no loss and counts nowhere.
+    examples = {"a1": ex("a1", "a"), "a2": ex("a2", "a"), "x1": ex("x1", "x")}
+    examples["u1"] = Example.single_turn("u1", "an untagged question?", "answer")
+    examples["b1"] = ex("b1", "b")
+    keys = ["a1", "a2", "x1", "u1", "b1"]
+    losses = {0: 1.0, 1: 3.0, 2: 9.0, 3: 0.5}
+    states = {"a": {}, "b": {}}
+    got = tag_train_loss(keys, losses, examples, states, {"u1": "b"})
+    assert got == pytest.approx({"a": 2.0, "b": 0.5})
+    # A suite without tags: every example is the one tag, ALL.
+    assert tag_train_loss(keys, losses, examples, {ALL: {}}, {}) == pytest.approx(
+        {ALL: (1.0 + 3.0 + 9.0 + 0.5) / 4}
+    )
