@@ -67,7 +67,13 @@ def make_config(folder: Path, model: Path, workspace: Path, **sections: Any) -> 
                 "max_tokens": 3,
             }
         ],
-        "loop": {"max_rounds": 4, "selection": {"budget": 4, "similarity": "tfidf"}},
+        # The tiny model's per-tag training loss falls from about 2-3 to 0.3-1.3 over four
+        # rounds; fitted_loss 1.5 puts "fitted" in that range, so every tag is under-fitted
+        # after round 1 and fitted (then stalled, as it never moves) by round 3.
+        "loop": {
+            "max_rounds": 4,
+            "selection": {"budget": 4, "similarity": "tfidf", "fitted_loss": 1.5},
+        },
         "output": {"workspace": str(workspace), "run_name": "adaptive"},
     }
     for name, values in sections.items():
@@ -150,10 +156,16 @@ def test_tags_that_never_move_stall_and_the_run_stops_when_nothing_new_can_help(
     state = adaptive.read_json("state.json")
     assert set(state["stalled"]) == {"a", "b", "seeded"}
     assert state["stop_reason"] in ("no_new_data", "memorised", "plateau", "max_rounds")
-    # later rounds replay as many earlier examples as they add (at least two batches in all)
-    second = adaptive.read_json("rounds/2/plan.json")
-    new = second["new_examples"]
-    assert second["replay_examples"] == max(new, 8 - new)
+    # after round 1 every tag is under-fitted (training loss above 1.5): all of round 1's
+    # examples are replayed in round 2, more than the one per new example replay asks for
+    first, second = (adaptive.read_json(f"rounds/{k}/plan.json") for k in (1, 2))
+    after_1 = state["rounds"][1]["selection"]["states"]
+    assert all(st["underfit"] and st["status"] == "trying" for st in after_1.values())
+    assert second["replay_examples"] == first["new_examples"] > second["new_examples"]
+    # once fitted and still not moving, they stall: the note gives the training loss
+    after_3 = state["rounds"][3]["selection"]["states"]
+    assert {st["status"] for st in after_3.values()} == {"stalled"}
+    assert all("training loss" in st["note"] for st in after_3.values())
     report = (adaptive.path / "report.md").read_text()
     assert "## Tags: what the loop learned about them" in report
     assert "**Stalled tags: a, b, seeded.**" in report

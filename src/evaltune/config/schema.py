@@ -661,7 +661,8 @@ class SelectionConfig(_Section):
         ge=0,
         le=10,
         description="`adaptive`: examples replayed from earlier rounds per new example (tags "
-        "that regressed first, then learned ones, stalled ones last).",
+        "that regressed or are under-fitted first, and all of theirs; then learned ones, "
+        "stalled ones last).",
     )
     stall_rounds: int = Field(
         3,
@@ -673,6 +674,14 @@ class SelectionConfig(_Section):
         1.0,
         ge=0,
         description="`adaptive`: weight of a tag with no examples yet, × its headroom.",
+    )
+    fitted_loss: float | None = Field(
+        0.3,
+        ge=0,
+        description="`adaptive`: mean training loss (nats per token) on a tag's own examples "
+        "at or below which they count as fitted. A tag above it has not been learned yet: it is "
+        "not marked stalled before `2 × stall_rounds` rounds, and all its examples are replayed "
+        "(null: training loss is not consulted).",
     )
     synthesis: SynthesisConfig | None = Field(
         None,

@@ -167,13 +167,14 @@ def _replay(
     seed: int,
     inferred: Mapping[str, str],
 ) -> list[str]:
-    """``n`` earlier examples (all when ``n`` is None), by priority."""
+    """``n`` earlier examples (all when ``n`` is None), by priority; every example of a tag
+    that regressed or is under-fitted comes whatever ``n`` is."""
 
     def priority(key: str) -> int:
         tags = [states[t] for t in tags_of(key, examples, states, inferred)]
         if not tags:
             return 4  # a tag no target measures (seed data): lowest priority, kept
-        if any(s.regressed for s in tags):
+        if any(s.regressed or s.underfit for s in tags):
             return 0
         ranks = [_REPLAY_ORDER[s.status] for s in tags if s.status in _REPLAY_ORDER]
         return min(ranks) if ranks else 5  # every tag of it stalled: last, but not dropped
@@ -181,7 +182,9 @@ def _replay(
     rng = random.Random(seed)
     keyed = [(priority(k), rng.random(), k) for k in dict.fromkeys(trained)]
     ordered = [k for _, _, k in sorted(keyed)]
-    return ordered if n is None else ordered[:n]
+    if n is None:
+        return ordered
+    return ordered[: max(n, sum(p == 0 for p, _, _ in keyed))]
 
 
 def plan_round_data(
@@ -199,6 +202,7 @@ def plan_round_data(
     explore: float,
     frozen: frozenset[str],
     seed: int,
+    fitted_loss: float | None = None,
     similarity: str = "auto",
     synthesise: Synthesise | None = None,
     first: Sequence[str] = (),
@@ -218,6 +222,7 @@ def plan_round_data(
         stall_rounds=stall_rounds,
         explore=explore,
         frozen=frozen,
+        fitted_loss=fitted_loss,
     )
     untagged = {k: examples[k] for k in [*available, *trained] if not examples[k].tags}
     inferred = infer_tags(untagged, eval_prompts or {}, similarity) if ALL not in states else {}

@@ -10,13 +10,20 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
 - ``responsive``: its accuracy rose significantly over its accuracy before its first
   examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight ``headroom × (1 + gain / se)``, capped at
   3 × headroom: the clearer the response, the more budget.
-- ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move. Weight
-  0 (its examples are still replayed, last); reported as needing a different intervention (a larger model, another format, more
-  capacity), and it stays stalled until something else changes (a new rank or method).
+- ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move although
+  its own examples are fitted (their mean training loss at most ``fitted_loss``). Weight 0 (its
+  examples are still replayed, last); reported as needing a different intervention (a larger
+  model, another format, more capacity), and it stays stalled until something else changes (a
+  new rank or method). A tag whose own training loss is still above ``fitted_loss`` has not
+  been learned yet, so no gain says nothing about it: it stays ``trying`` (flagged
+  ``underfit``, its examples replayed first) for up to ``2 × stall_rounds`` rounds.
 - ``ceiling``: accuracy is 1, or its Wilson lower bound is at the suite's threshold. Weight 0;
   its examples are replayed so it stays learned.
 - ``regressed`` is a flag on top of a status: accuracy fell below the tag's best by more than
   noise band (``band`` standard errors, 1 by default); its examples are replayed first.
+- ``underfit`` is a flag too: the tag has examples, is neither at its ceiling nor stalled, and
+  the last round's mean training loss on them (``train.per_tag_loss``) is above
+  ``fitted_loss``: every one of its examples is replayed, however many new ones come.
 
 ``headroom`` is ``1 − accuracy``. A tag whose pool is empty gets no budget unless a
 synthesiser writes examples for it. A target suite whose items carry no tags is one tag,
@@ -38,6 +45,7 @@ __all__ = [
     "STATUSES",
     "TagState",
     "allocate_budget",
+    "last_train_loss",
     "tag_counts",
     "tag_states",
     "two_proportion_z",
@@ -63,6 +71,8 @@ class TagState:
     regressed: bool = False
     weight: float = 0.0
     note: str = ""
+    train_loss: float | None = None  # last round's mean training loss on its examples
+    underfit: bool = False  # that loss is above ``fitted_loss``: not learned yet
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,18 +117,21 @@ def tag_states(
     band: float = 1.0,
     explore: float = 1.0,
     frozen: frozenset[str] = frozenset(),
+    fitted_loss: float | None = 0.3,
 ) -> dict[str, TagState]:
     """Every target tag's status after ``rounds[-1]``.
 
     ``trained_by_round[k]`` counts the training examples of each tag that round ``k`` trained
     on for the first time (round 1 includes the seed data). ``frozen``: tags marked stalled
-    earlier that nothing has changed for since.
+    earlier that nothing has changed for since. ``fitted_loss``: the mean training loss (nats
+    per token) at or below which a tag's own examples count as fitted (None: never consulted).
     """
     evaluated = [r for r in rounds if r.get("evals")]
     if not evaluated:
         return {}
     last = evaluated[-1]
     now = tag_counts(last, suites)
+    losses = last_train_loss(rounds)
     states: dict[str, TagState] = {}
     for tag, (correct, n) in sorted(now.items()):
         acc = correct / n if n else 0.0
@@ -143,6 +156,8 @@ def tag_states(
                 gain = bc / bn - before
                 zscore = two_proportion_z(before, pn, bc / bn, bn)
         headroom = 1.0 - acc
+        loss = losses.get(tag) if first is not None else None
+        unfitted = fitted_loss is not None and loss is not None and loss > fitted_loss
         at_ceiling = acc >= 1.0 or (threshold is not None and low >= threshold)
         if at_ceiling:
             status, weight, note = "ceiling", 0.0, "learned: replay only"
@@ -153,18 +168,50 @@ def tag_states(
         elif zscore is not None and zscore >= z and (gain or 0.0) > 0:
             weight = min(headroom * (1.0 + zscore), 3.0 * headroom)
             status, note = "responsive", f"rose {gain:+.2f} ({zscore:.1f} se)"
+        elif rounds_since >= stall_rounds and unfitted and rounds_since < 2 * stall_rounds:
+            status, weight = "trying", headroom
+            note = (
+                f"no gain yet, but its own training loss is {loss:.2f} (> {fitted_loss:g}): "
+                "under-fitted, not stalled: more passes over its examples"
+            )
         elif rounds_since >= stall_rounds:
             status, weight = "stalled", 0.0
             note = (
-                f"{trained} examples over {rounds_since} rounds did not move it: needs a "
-                "different intervention (a larger model, another format, more capacity)"
+                f"{trained} examples over {rounds_since} rounds did not move it"
+                + (f" (training loss {loss:.2f})" if loss is not None else "")
+                + ": needs a different intervention (a larger model, another format, more "
+                "capacity)"
             )
         else:
             status, weight, note = "trying", headroom, "too early to tell"
+        underfit = unfitted and status in ("trying", "responsive")
         states[tag] = TagState(
-            tag, status, acc, n, low, high, trained, before, gain, zscore, regressed, weight, note
+            tag,
+            status,
+            acc,
+            n,
+            low,
+            high,
+            trained,
+            before,
+            gain,
+            zscore,
+            regressed,
+            weight,
+            note,
+            train_loss=loss,
+            underfit=underfit,
         )
     return states
+
+
+def last_train_loss(rounds: Sequence[Round]) -> dict[str, float]:
+    """Each tag's mean training loss from the latest round record that trained on it."""
+    out: dict[str, float] = {}
+    for r in rounds:
+        per_tag = (r.get("train") or {}).get("per_tag_loss") or {}
+        out.update({t: float(v) for t, v in per_tag.items() if v is not None})
+    return out
 
 
 def allocate_budget(

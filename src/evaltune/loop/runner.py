@@ -566,6 +566,7 @@ class _Loop:
             replay=sel.replay,
             stall_rounds=sel.stall_rounds,
             explore=sel.explore,
+            fitted_loss=sel.fitted_loss,
             frozen=frozen,
             seed=self.cfg.training.seed * 1000 + k,
             similarity=sel.similarity,

@@ -169,7 +169,8 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
         "examples, `stalled` took examples for several rounds without moving, `ceiling` is "
         "learned (replayed only), `trying` is too early to tell, `untried` has no examples "
         "yet. Accuracy with its 95 % Wilson interval; `regressed` fell below its best by more "
-        "than the noise band.",
+        "than the noise band; `underfit`: the mean training loss on its own examples (train "
+        "loss) is still above `fitted_loss`, so all of them are replayed.",
     ]
     for rd in picks:
         sel = rd["selection"]
@@ -179,15 +180,18 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
             f"After {label} (next round: {sum(sel['quotas'].values())} new examples, "
             f"{sel.get('replay', 0)} replayed):",
             "",
-            "| tag | accuracy | status | trained | gain since its data | next round | note |",
-            "|---|---|---|---|---|---|---|",
+            "| tag | accuracy | status | trained | train loss | gain since its data | next round "
+            "| note |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for tag, st in sorted(sel["states"].items()):
             gain = "–" if st["gain"] is None else f"{st['gain']:+.2f} ({st['z']:.1f} se)"
-            status = st["status"] + (", regressed" if st["regressed"] else "")
+            flags = [f for f in ("regressed", "underfit") if st.get(f)]
+            status = ", ".join([st["status"], *flags])
+            loss = "–" if st.get("train_loss") is None else f"{st['train_loss']:.3f}"
             lines.append(
                 f"| {tag} | {st['accuracy']:.2f} [{st['ci_low']:.2f}, {st['ci_high']:.2f}] | "
-                f"{status} | {st['trained']} | {gain} | +{sel['quotas'].get(tag, 0)} | "
+                f"{status} | {st['trained']} | {loss} | {gain} | +{sel['quotas'].get(tag, 0)} | "
                 f"{st['note']} |"
             )
         syn = sel.get("synthesis")

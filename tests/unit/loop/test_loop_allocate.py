@@ -45,6 +45,41 @@ def test_a_tag_that_did_not_move_for_stall_rounds_is_stalled_and_gets_nothing() 
     assert states(rounds[:2], {1: {"a": 5}}, stall_rounds=2)["a"].status == "trying"
 
 
+def test_no_gain_with_a_high_own_training_loss_is_under_fitted_not_stalled() -> None:
+    def history(loss: float, k: int) -> list[dict[str, Any]]:
+        return [rnd(0, {"a": 0.0})] + [
+            rnd(i, {"a": 0.0}, train={"per_tag_loss": {"a": loss}}) for i in range(1, k + 1)
+        ]
+
+    trained = {1: {"a": 5}, 2: {"a": 5}}
+    slow = states(history(0.9, 2), trained, stall_rounds=2, fitted_loss=0.3)["a"]
+    assert (slow.status, slow.underfit, slow.train_loss) == ("trying", True, 0.9)
+    assert slow.weight == pytest.approx(1.0)
+    assert "under-fitted" in slow.note
+    # Fitted examples and still no gain: that is a stall, and the loss is in the note.
+    fitted = states(history(0.1, 2), trained, stall_rounds=2, fitted_loss=0.3)["a"]
+    assert (fitted.status, fitted.underfit) == ("stalled", False)
+    assert "training loss 0.10" in fitted.note
+    # Still under-fitted after 2 × stall_rounds rounds: it stalls anyway.
+    stuck = states(history(0.9, 4), trained, stall_rounds=2, fitted_loss=0.3)["a"]
+    assert stuck.status == "stalled"
+    # Without fitted_loss the training loss is not consulted.
+    assert states(history(0.9, 2), trained, stall_rounds=2, fitted_loss=None)["a"].status == (
+        "stalled"
+    )
+
+
+def test_the_latest_training_loss_of_each_tag_is_the_one_read() -> None:
+    rounds = [
+        rnd(0, {"a": 0.0, "b": 0.0}),
+        rnd(1, {"a": 0.0, "b": 0.0}, train={"per_tag_loss": {"a": 2.0, "b": 2.0}}),
+        rnd(2, {"a": 0.0, "b": 0.0}, train={"per_tag_loss": {"a": 0.05}}),
+    ]
+    s = states(rounds, {1: {"a": 5, "b": 5}}, stall_rounds=5, fitted_loss=0.3)
+    assert (s["a"].train_loss, s["a"].underfit) == (0.05, False)
+    assert (s["b"].train_loss, s["b"].underfit) == (2.0, True)  # round 2 did not train on b
+
+
 def test_a_frozen_tag_stays_stalled_even_if_noise_lifts_it() -> None:
     rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.1})]
     s = states(rounds, {1: {"a": 5}}, frozen=frozenset({"a"}))
@@ -151,6 +186,32 @@ def test_replay_puts_regressed_tags_first() -> None:
     )
     assert data.new == ["p1"]
     assert data.replay == ["s2"]  # b regressed (0.9 → 0.2): replayed before learned a
+
+
+def test_every_example_of_an_under_fitted_tag_is_replayed_and_learned_ones_wait() -> None:
+    examples = {f"a{i}": ex(f"a{i}", "a") for i in range(4)}
+    examples.update({f"b{i}": ex(f"b{i}", "b") for i in range(4)})
+    examples["p1"] = ex("p1", "c")
+    loss = {"per_tag_loss": {"a": 0.01, "b": 1.5}}
+    rounds = [
+        rnd(0, {"a": 0.0, "b": 0.0, "c": 0.0}),
+        rnd(1, {"a": 1.0, "b": 0.0, "c": 0.0}, data={"by_tag": {"a": 4, "b": 4}}, train=loss),
+    ]
+    data = plan(
+        rounds=rounds,
+        examples=examples,
+        trained=list(examples)[:8],
+        available=["p1"],
+        threshold=0.9,
+        budget=1,
+        stall_rounds=5,
+        fitted_loss=0.3,
+    )
+    assert data.new == ["p1"]
+    # replay × new is 1, but b (training loss 1.5) is not learned yet: all four of it come,
+    # and the learned a (loss 0.01) is left out.
+    assert sorted(data.replay) == ["b0", "b1", "b2", "b3"]
+    assert data.states["b"]["underfit"] and not data.states["a"]["underfit"]
 
 
 def test_within_a_tag_the_examples_closest_to_its_failures_come_first() -> None:
