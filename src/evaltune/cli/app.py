@@ -1,26 +1,27 @@
 """The ``evaltune`` command line.
 
-A user's mistake (an ``EvaltuneError``) prints as one red line and exits 2 (usage/config/data)
-or 1 (runtime) without a traceback; ``--debug`` re-raises it for a full traceback.
+The composition root: the ``run``, ``demo``, ``resume``, ``train``, ``eval``, ``init`` and
+``models`` commands, with ``bench``, ``compare``, ``serve`` and ``suites`` from their modules.
+Consoles and the error guard (one red line and an exit code for a user's mistake) live in
+``cli/console.py``.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from evaltune import __version__
 from evaltune.cli.bench import bench
 from evaltune.cli.compare import compare
+from evaltune.cli.console import console, guarded, out, set_debug
 from evaltune.cli.serve import serve
 from evaltune.cli.suites import suites
-from evaltune.errors import ConfigError, DataError, EvaltuneError
+from evaltune.errors import ConfigError
 
 app = typer.Typer(
     help="Evaluation-driven LoRA fine-tuning: train, evaluate, find failures, retrain.",
@@ -28,12 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# soft_wrap: never break a line (paths, choices) at 80 columns when output is not a terminal.
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-T = TypeVar("T")
-_state = {"debug": False}
-
 Overrides = Annotated[
     list[str] | None,
     typer.Argument(
@@ -55,25 +50,7 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn an EvaltuneError into a one-line message and an exit code."""
-    try:
-        return fn()
-    except EvaltuneError as exc:
-        if _state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        code = 2 if isinstance(exc, ConfigError | DataError) else 1
-        raise typer.Exit(code) from None
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted[/]: the run folder keeps every completed phase; "
-            "continue with `evaltune resume RUN_FOLDER`"
-        )
-        raise typer.Exit(130) from None
+    set_debug(debug)
 
 
 def _run_config(config: Path, overrides: list[str] | None) -> Path:

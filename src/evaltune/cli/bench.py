@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evaltune.cli.console import console, guarded, out
 from evaltune.errors import ConfigError, EvalError
 
 if TYPE_CHECKING:
@@ -149,7 +150,6 @@ def bench(
     ] = None,
 ) -> None:
     """Evaluate an OpenAI-compatible endpoint (vLLM, Ollama, OpenAI, evaltune serve) on a suite."""
-    from evaltune.cli.app import console, guarded, out
 
     def go() -> None:
         from evaltune.cli.reporter import RichReporter

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evaltune.cli.console import guarded, out
 from evaltune.errors import ConfigError
 
 __all__ = ["compare", "print_comparison"]
@@ -111,7 +112,6 @@ def compare(
     ] = False,
 ) -> None:
     """Compare two eval results sample by sample: per-metric and per-tag changes, paired tests."""
-    from evaltune.cli.app import guarded, out
     from evaltune.evals import EvalResult, compare_results
 
     def go() -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from evaltune.cli.console import console, guarded, out
 from evaltune.errors import ConfigError
 
 __all__ = ["serve"]
@@ -61,7 +62,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve a model over the Tinker protocol (SDK, cookbook) and OpenAI-compatible /v1 routes."""
-    from evaltune.cli.app import console, guarded, out
 
     def go() -> None:
         import uvicorn

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evaltune.cli.console import guarded, out
 from evaltune.errors import ConfigError
 
 __all__ = ["suites"]
@@ -96,7 +97,6 @@ def suites(
     ] = None,
 ) -> None:
     """List benchmarks, bundles, templates and graders, or show one of them."""
-    from evaltune.cli.app import guarded, out
     from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
 
     def go() -> None:
