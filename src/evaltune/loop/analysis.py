@@ -26,6 +26,7 @@ import numpy as np
 from evaltune.data.dedup import normalise_text
 from evaltune.evals import EvalResult
 from evaltune.loop.decide import SuiteRule
+from evaltune.loop.state import baseline_of
 
 __all__ = ["ERROR_TYPES", "analyse_round", "classify_error", "tag_accuracy", "text_vectors"]
 
@@ -115,7 +116,7 @@ def analyse_round(
     error types and failure clusters."""
     last = rounds[-1]
     prev = rounds[-2] if len(rounds) > 1 else None
-    base = rounds[0] if rounds[0]["round"] == 0 else None
+    base = baseline_of(rounds)
     out: dict[str, Any] = {"round": last["round"], "suites": {}}
     for rule in rules:
         now = tag_accuracy(last, rule.name)

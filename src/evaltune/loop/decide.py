@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evaltune.loop.state import baseline_of
+
 __all__ = [
     "Decision",
     "SuiteRule",
@@ -114,7 +116,7 @@ def decide_next(
     """
     last = rounds[-1]
     k = int(last["round"])
-    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    baseline = baseline_of(rounds)
     if stop_on_target and k > 0 and targets_met(last, rules) and guards_hold(last, baseline, rules):
         return Decision(True, "target_met", note=f"round {k} met every target")
     if k >= max_rounds:
@@ -147,7 +149,7 @@ def choose_best(rounds: Sequence[Round], rules: Sequence[SuiteRule]) -> Round | 
     Among the rest: targets met first, then the target score, then the lower validation loss,
     then the earlier round.
     """
-    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    baseline = baseline_of(rounds)
     trained = [
         r for r in rounds if r["round"] > 0 and r.get("evals") and guards_hold(r, baseline, rules)
     ]

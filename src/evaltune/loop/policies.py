@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from evaltune.loop.decide import SuiteRule, choose_best, guards_hold, target_score
+from evaltune.loop.state import baseline_of
 
 __all__ = [
     "POLICIES",
@@ -103,7 +104,7 @@ def _bayes_lr(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=settings["seed"])
     )
     # Each trial's value is its gain over the round before it (the baseline for round 1).
-    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    baseline = baseline_of(rounds)
     previous = target_score(baseline, rules) if baseline else 0.0
     for r in (r for r in rounds if r["round"] > 0):
         factor = min(max(r["lr"] / base_lr, low), high)
@@ -208,7 +209,7 @@ def next_plan(
     notes: list[str] = []
     plan = replace(current, restart_from=None, fresh_adapter=False)
     last = rounds[-1]
-    baseline = rounds[0] if rounds and rounds[0]["round"] == 0 else None
+    baseline = baseline_of(rounds)
     trained = [r for r in rounds if r["round"] > 0]
     if not guards_hold(last, baseline, rules):
         good = [r for r in trained if guards_hold(r, baseline, rules)]

@@ -33,7 +33,7 @@ from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, 
 from evaltune.loop.probe import probe_learning_rate
 from evaltune.loop.reporter import NullReporter, Reporter
 from evaltune.loop.select import select_random, select_targeted, tag_weakness
-from evaltune.loop.state import Phase, RunState, new_round
+from evaltune.loop.state import Phase, RunState, baseline_of, new_round
 from evaltune.loop.summary import write_summary
 from evaltune.loop.synthesis import Synthesiser, example_to_record
 from evaltune.tracking import RunDir
@@ -320,7 +320,7 @@ class _Loop:
             nll = validation_nll(self.training_client, self.ctx.validation)
             record["val_nll"] = nll.mean_nll
             self.run.event("val_nll", round=k, value=nll.mean_nll)
-        baseline = self.rounds[0] if self.rounds[0]["round"] == 0 else None
+        baseline = baseline_of(self.rounds)
         record["targets_met"] = targets_met(record, self.ctx.rules)
         record["guards_hold"] = guards_hold(record, baseline, self.ctx.rules)
         record["vs_best"] = self._vs_best(record, results)
@@ -330,9 +330,7 @@ class _Loop:
     def _vs_best(self, record: dict[str, Any], results: dict[str, EvalResult]) -> Any:
         """This round against the best earlier one (the baseline before any), paired by item."""
         earlier = [r for r in self.rounds if r["round"] < record["round"] and r.get("evals")]
-        best = choose_best(earlier, self.ctx.rules) or next(
-            (r for r in earlier if r["round"] == 0), None
-        )
+        best = choose_best(earlier, self.ctx.rules) or baseline_of(earlier)
         if best is None:
             return None
         targets = [s.name for s in self.ctx.suites if s.rule.role == "target" and s.kind != "nll"]
@@ -623,7 +621,7 @@ class _Loop:
     def _plan_first_round(self) -> None:
         seed_keys = [f"seed:{e.id}" for e in self.ctx.train_examples]
         data = self._round_data(0, seed_keys, fresh=False)
-        baseline = next((r for r in self.rounds if r["round"] == 0), None)
+        baseline = baseline_of(self.rounds)
         if baseline is not None:
             baseline["selection"] = self._describe(data)
         quotas = ", ".join(f"{t} {q}" for t, q in sorted(data.quotas.items())) or "none"
@@ -673,7 +671,7 @@ class _Loop:
 
     # -- driver -----------------------------------------------------------------------------
     def execute(self) -> None:
-        if self.cfg.loop.eval_baseline and not any(r["round"] == 0 for r in self.rounds):
+        if self.cfg.loop.eval_baseline and baseline_of(self.rounds) is None:
             self.baseline()
         self._plan()
         if not any(r["round"] > 0 for r in self.rounds):

@@ -11,13 +11,14 @@ plain dict (it goes into ``summary.json`` as it is); ``new_round`` builds one, a
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 from evaltune.errors import EvaltuneError
 
-__all__ = ["VERSION", "Phase", "RunState", "new_round"]
+__all__ = ["VERSION", "Phase", "RunState", "baseline_of", "new_round"]
 
 VERSION = 2
 
@@ -91,3 +92,8 @@ def new_round(k: int, phase: Phase, **fields_: Any) -> dict[str, Any]:
     assert not unknown, f"unknown round fields {sorted(unknown)}"
     record.update(fields_)
     return record
+
+
+def baseline_of(rounds: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The base model's record (round 0) when the run evaluated it, else None."""
+    return next((r for r in rounds if r["round"] == 0), None)
