@@ -21,6 +21,7 @@ from peft import PeftModel
 from tinker import types
 from transformers import AutoModelForCausalLM
 
+from evaltune.backends import contract
 from evaltune.backends.local import ServiceClient, checkpoint_folder
 
 PROMPT = "Question: What is two plus two? Answer:"
@@ -290,6 +291,19 @@ def test_futures_are_awaitable(backend: Backend) -> None:
         return result.metrics["loss:sum"]
 
     assert asyncio.run(main()) > 0
+
+
+def test_both_backends_satisfy_the_contract_protocols(backend: Backend) -> None:
+    service = backend.service
+    assert isinstance(service, contract.ServiceClient)
+    training = service.create_lora_training_client(backend.base_model, rank=4).result()
+    assert isinstance(training, contract.TrainingClient)
+    sampler = service.create_sampling_client(base_model=backend.base_model).result()
+    assert isinstance(sampler, contract.SamplingClient)
+    assert isinstance(sampler.compute_logprobs(types.ModelInput.from_ints([1, 2])), contract.Future)
+    # the Protocols are not vacuous: a training client is not a sampler, nor the reverse
+    assert not isinstance(training, contract.SamplingClient)
+    assert not isinstance(sampler, contract.TrainingClient)
 
 
 def test_info_and_tokenizer(backend: Backend) -> None:

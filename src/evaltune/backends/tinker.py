@@ -144,11 +144,35 @@ class _Client:
 
 
 class SamplingClient(_Client):
+    # The contract's methods are spelled out (not only forwarded by ``__getattr__``), so
+    # ``isinstance(client, contract.SamplingClient)`` holds on Python 3.12+, whose runtime
+    # Protocol checks do not call ``__getattr__``.
+    def sample(self, *args: Any, **kwargs: Any):
+        return self._sdk.sample(*args, **kwargs)
+
+    def compute_logprobs(self, *args: Any, **kwargs: Any):
+        return self._sdk.compute_logprobs(*args, **kwargs)
+
     def get_tokenizer(self) -> Any:
         return local_tokenizer(self._sdk.get_base_model()) or self._sdk.get_tokenizer()
 
 
 class TrainingClient(_Client):
+    def forward(self, *args: Any, **kwargs: Any):
+        return self._sdk.forward(*args, **kwargs)
+
+    def forward_backward(self, *args: Any, **kwargs: Any):
+        return self._sdk.forward_backward(*args, **kwargs)
+
+    def optim_step(self, *args: Any, **kwargs: Any):
+        return self._sdk.optim_step(*args, **kwargs)
+
+    def save_state(self, *args: Any, **kwargs: Any):
+        return self._sdk.save_state(*args, **kwargs)
+
+    def save_weights_for_sampler(self, *args: Any, **kwargs: Any):
+        return self._sdk.save_weights_for_sampler(*args, **kwargs)
+
     def get_tokenizer(self) -> Any:
         data = self._sdk.get_info().model_data
         return local_tokenizer(data.model_name, data.tokenizer_id) or self._sdk.get_tokenizer()

@@ -15,10 +15,11 @@ response at once; any other grader is called once per response.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tinker import types
 
+from evaltune.backends.contract import Future, SamplingClient
 from evaltune.data.example import Example, Message
 from evaltune.data.renderers import Renderer
 from evaltune.errors import DataError, EvalError
@@ -34,19 +35,8 @@ __all__ = [
     "sampling_stop",
 ]
 
-T_co = TypeVar("T_co", covariant=True)
-
-
-class _Future(Protocol[T_co]):
-    def result(self, timeout: float | None = None) -> T_co: ...
-
-
-class Sampler(Protocol):
-    """The part of a SamplingClient (local or Tinker) an application eval uses."""
-
-    def sample(
-        self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams
-    ) -> _Future[types.SampleResponse]: ...
+# The part of the contract an application eval uses is ``sample``; the name stays for callers.
+Sampler = SamplingClient
 
 
 @runtime_checkable
@@ -183,7 +173,7 @@ def _prompt(example: Example, renderer: Renderer, suite: str) -> types.ModelInpu
 
 
 def _collect(
-    future: _Future[types.SampleResponse], example: Example, suite: str
+    future: Future[types.SampleResponse], example: Example, suite: str
 ) -> types.SampledSequence:
     try:
         response = future.result()

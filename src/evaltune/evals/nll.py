@@ -15,31 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from tinker import types
 
+from evaltune.backends.contract import SamplingClient, TrainingClient
 from evaltune.data.renderers import RenderedExample
 from evaltune.errors import EvalError
 
 __all__ = ["NLLResult", "sampler_nll", "validation_nll"]
 
-T_co = TypeVar("T_co", covariant=True)
 DEFAULT_CHUNK = 16
-
-
-class _Future(Protocol[T_co]):
-    def result(self, timeout: float | None = None) -> T_co: ...
-
-
-class Trainer(Protocol):
-    def forward(
-        self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy"
-    ) -> _Future[types.ForwardBackwardOutput]: ...
-
-
-class LogprobScorer(Protocol):
-    def compute_logprobs(self, prompt: types.ModelInput) -> _Future[Sequence[float | None]]: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +58,10 @@ def _finish(total_nll: float, total_weight: float, n: int, what: str) -> NLLResu
 
 
 def validation_nll(
-    training_client: Trainer, datums: Sequence[types.Datum], *, chunk_size: int = DEFAULT_CHUNK
+    training_client: TrainingClient,
+    datums: Sequence[types.Datum],
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> NLLResult:
     """Weighted mean NLL of ``datums`` under the training client's current weights (no
     gradients); ``chunk_size`` datums per ``forward`` call, all calls submitted first."""
@@ -89,7 +78,7 @@ def validation_nll(
     return _finish(total_nll, total_weight, len(datums), "validation_nll")
 
 
-def sampler_nll(sampling_client: LogprobScorer, rendered: Sequence[RenderedExample]) -> NLLResult:
+def sampler_nll(sampling_client: SamplingClient, rendered: Sequence[RenderedExample]) -> NLLResult:
     """Weighted mean NLL from ``compute_logprobs`` over each full sequence.
 
     Token 0 has no logprob (nothing precedes it) and is skipped, as ``to_datum`` drops its

@@ -23,6 +23,7 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.backends.contract import SamplingClient, TrainingClient
 from evaltune.data.example import Example
 from evaltune.data.renderers import RenderedExample, Renderer, to_datum
 from evaltune.errors import EvalError
@@ -61,8 +62,10 @@ def _per_token(logprobs: Sequence[float | None], weights: Sequence[float]) -> tu
     return nll, weight
 
 
-def _score(client: Any, rendered: Sequence[RenderedExample]) -> list[tuple[float, float]]:
-    if hasattr(client, "compute_logprobs"):
+def _score(
+    client: SamplingClient | TrainingClient, rendered: Sequence[RenderedExample]
+) -> list[tuple[float, float]]:
+    if hasattr(client, "compute_logprobs"):  # a SamplingClient; else a TrainingClient
         futures = [
             client.compute_logprobs(types.ModelInput.from_ints(list(r.tokens))) for r in rendered
         ]
@@ -76,7 +79,7 @@ def _score(client: Any, rendered: Sequence[RenderedExample]) -> list[tuple[float
 
 
 def evaluate_nll(
-    client: Any,
+    client: SamplingClient | TrainingClient,
     examples: Sequence[Example],
     renderer: Renderer,
     *,

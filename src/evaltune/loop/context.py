@@ -14,6 +14,7 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.backends.contract import SamplingClient, ServiceClient
 from evaltune.config import EvalSuiteConfig, RunConfig
 from evaltune.config.schema import JudgeConfig
 from evaltune.data import (
@@ -73,7 +74,7 @@ class Suite:
 
     def evaluate(
         self,
-        sampler: Any,
+        sampler: SamplingClient,
         renderer: Renderer,
         *,
         seed: int | None = None,
@@ -126,7 +127,7 @@ class Suite:
 
 @dataclass
 class RunContext:
-    service: Any  # a ServiceClient (local or tinker)
+    service: ServiceClient  # local or tinker
     tokenizer: Any
     renderer: Renderer
     train: list[types.Datum]
@@ -151,7 +152,9 @@ class RunContext:
         return [s.rule for s in self.suites]
 
 
-def make_service(cfg: RunConfig, checkpoint_dir: Path, progress: Callable[[str], None] | None):
+def make_service(
+    cfg: RunConfig, checkpoint_dir: Path, progress: Callable[[str], None] | None
+) -> ServiceClient:
     if cfg.backend == "local":
         from evaltune.backends.local import ServiceClient
 
@@ -178,7 +181,9 @@ def _learning_rate(cfg: RunConfig, facts: dict[str, Any]) -> float:
     return auto_learning_rate(cfg.base_model, int(hidden))
 
 
-def judge_backend(judge: JudgeConfig, cfg: RunConfig, service: Any, where: str) -> Any:
+def judge_backend(
+    judge: JudgeConfig, cfg: RunConfig, service: ServiceClient | None, where: str
+) -> Any:
     """An endpoint client, or a sampler on the run's backend, for a judge grader."""
     if judge.base_url:
         key = api_key_from_env(judge.api_key_env, f"{where}.judge.api_key_env")
@@ -194,7 +199,9 @@ def judge_backend(judge: JudgeConfig, cfg: RunConfig, service: Any, where: str) 
     return SamplerChat(sampler, renderer, label=label, max_tokens=judge.max_tokens)
 
 
-def _grader_options(s: EvalSuiteConfig, cfg: RunConfig, service: Any, where: str) -> dict:
+def _grader_options(
+    s: EvalSuiteConfig, cfg: RunConfig, service: ServiceClient | None, where: str
+) -> dict:
     options: dict[str, Any] = dict(s.grader_options)
     if s.pattern:
         options["pattern"] = s.pattern
@@ -233,7 +240,9 @@ def _inspect_suite(s: EvalSuiteConfig, cfg: RunConfig) -> Suite:
     )
 
 
-def build_suites(cfg: RunConfig, renderer: Renderer, service: Any = None) -> list[Suite]:
+def build_suites(
+    cfg: RunConfig, renderer: Renderer, service: ServiceClient | None = None
+) -> list[Suite]:
     """Every eval suite of ``cfg`` loaded (bundles expanded into one suite per benchmark).
     ``service`` is needed only for a judge that runs on the backend."""
     suites: list[Suite] = []
@@ -324,7 +333,7 @@ def build_context(
     stats = token_stats(train, renderer, max_len)
     if stats.truncated:
         notes.append(f"{stats.truncated} training examples truncated to {max_len} tokens")
-    facts = service.model_facts(cfg.base_model) if hasattr(service, "model_facts") else {}
+    facts = service.model_facts(cfg.base_model)
     ctx = RunContext(
         service=service,
         tokenizer=tokenizer,

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evaltune.backends.contract import SamplingClient, TrainingClient
 from evaltune.backends.local import checkpoint_folder
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
@@ -79,7 +80,7 @@ class _Loop:
     def __init__(self, run: RunDir, cfg: RunConfig, ctx: RunContext, rep: Reporter) -> None:
         self.run, self.cfg, self.ctx, self.rep = run, cfg, ctx, rep
         self.state = RunState.from_json(run.read_json(STATE))
-        self.training_client: Any = None
+        self.training_client: TrainingClient | None = None
         self.client_rank: int | None = None
         self.pool = {e.id: e for e in ctx.pool}
         # adaptive: every example by key: the seed set, the pool, what was generated
@@ -104,7 +105,9 @@ class _Loop:
         return self.state.rounds
 
     # -- evaluate ---------------------------------------------------------------------------
-    def evaluate(self, k: int, sampler: Any, model_path: str | None) -> dict[str, EvalResult]:
+    def evaluate(
+        self, k: int, sampler: SamplingClient, model_path: str | None
+    ) -> dict[str, EvalResult]:
         results: dict[str, EvalResult] = {}
         for suite in self.ctx.suites:
             result = self._eval_suite(k, suite, sampler, model_path)
@@ -117,7 +120,9 @@ class _Loop:
             )
         return results
 
-    def _eval_suite(self, k: int, suite: Suite, sampler: Any, model_path: str | None) -> EvalResult:
+    def _eval_suite(
+        self, k: int, suite: Suite, sampler: SamplingClient, model_path: str | None
+    ) -> EvalResult:
         task = f"eval-{k}-{suite.name}"
         self.rep.start(task, f"round {k} · eval {suite.name}", len(suite.examples))
         result = suite.evaluate(
@@ -156,7 +161,7 @@ class _Loop:
         self.save()
 
     # -- train ------------------------------------------------------------------------------
-    def _training_client(self, plan: Plan) -> Any:
+    def _training_client(self, plan: Plan) -> TrainingClient:
         svc, lora = self.ctx.service, self.cfg.lora
         if plan.fresh_adapter or plan.restart_from or self.client_rank != plan.rank:
             self.training_client = None
@@ -451,7 +456,7 @@ class _Loop:
         factors = sorted(set(t.probe_factors))
         self.rep.start(task, "learning-rate probe", len(factors))
 
-        def make_client() -> Any:
+        def make_client() -> TrainingClient:
             return self.ctx.service.create_lora_training_client(
                 self.cfg.base_model,
                 rank=self._plan().rank,

@@ -17,6 +17,7 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.backends.contract import TrainingClient
 from evaltune.errors import EvaltuneError
 from evaltune.train.schedule import lr_at
 
@@ -106,7 +107,7 @@ def _datum_losses(
 
 
 def run_sft_round(
-    training_client: Any,  # any TrainingClient: local or tinker
+    training_client: TrainingClient,  # local or tinker
     datums: Sequence[types.Datum],
     *,
     steps: int,

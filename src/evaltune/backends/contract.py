@@ -1,0 +1,101 @@
+"""The Tinker client contract, as evaltune uses it: runtime-checkable Protocols.
+
+Both backends satisfy these: ``backends/local.py`` (the in-process engine) and
+``backends/tinker.py`` (the official SDK, against Thinking Machines' service or
+``evaltune serve``). They are the *subset* of ``tinker.ServiceClient``, ``tinker.TrainingClient``
+and ``tinker.SamplingClient`` that ``train/``, ``evals/``, ``loop/``, ``inspect/`` and ``cli/``
+call, plus ``ServiceClient.model_facts`` (model widths for the ``auto`` learning rate), which
+both backends add. Every call returns a future (``result()``), as the SDK's do.
+
+``isinstance(x, ServiceClient)`` checks that the methods exist (what ``runtime_checkable``
+can check); the contract test (``tests/integration/test_backend_contract.py``) asserts it on
+both backends and checks what the methods compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from tinker import types
+
+__all__ = ["Future", "SamplingClient", "ServiceClient", "TrainingClient"]
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+@runtime_checkable
+class Future(Protocol[T_co]):
+    """A pending result: ``concurrent.futures.Future`` and the SDK's API futures both fit."""
+
+    def result(self, timeout: float | None = None) -> T_co: ...
+
+
+@runtime_checkable
+class SamplingClient(Protocol):
+    """Samples from, and scores prompts under, one model (a base model or a checkpoint)."""
+
+    def sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> Future[types.SampleResponse]: ...
+
+    def compute_logprobs(self, prompt: types.ModelInput) -> Future[Sequence[float | None]]: ...
+
+    def get_tokenizer(self) -> Any: ...
+
+
+@runtime_checkable
+class TrainingClient(Protocol):
+    """A LoRA adapter being trained: forward (no gradients), forward-backward, Adam steps,
+    and the two kinds of checkpoint (full state; sampler weights)."""
+
+    def forward(
+        self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy"
+    ) -> Future[types.ForwardBackwardOutput]: ...
+
+    def forward_backward(
+        self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy"
+    ) -> Future[types.ForwardBackwardOutput]: ...
+
+    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]: ...
+
+    def save_state(self, name: str) -> Future[types.SaveWeightsResponse]: ...
+
+    def save_weights_for_sampler(
+        self, name: str
+    ) -> Future[types.SaveWeightsForSamplerResponse]: ...
+
+    def get_tokenizer(self) -> Any: ...
+
+
+@runtime_checkable
+class ServiceClient(Protocol):
+    """Creates training and sampling clients; ``model_facts`` gives a base model's size facts
+    (``hidden_size`` …; ``{}`` when unknown)."""
+
+    def model_facts(self, base_model: str) -> dict[str, Any]: ...
+
+    def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+    ) -> Future[TrainingClient]: ...
+
+    def create_training_client_from_state(self, path: str) -> Future[TrainingClient]: ...
+
+    def create_training_client_from_state_with_optimizer(
+        self, path: str
+    ) -> Future[TrainingClient]: ...
+
+    def create_sampling_client(
+        self, model_path: str | None = None, base_model: str | None = None
+    ) -> Future[SamplingClient]: ...
