@@ -11,14 +11,17 @@ Three layers, one result type:
    ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` names
    them all.
 
-``app`` samples a suite of examples in one batch and grades it; ``suites`` builds a suite from
-plain arguments and runs it; ``endpoint`` runs one against an OpenAI-compatible server
+``generation`` samples a suite of examples in one batch and grades it; ``suites`` builds a
+suite from plain arguments and runs it; ``endpoint`` runs one against an OpenAI-compatible server
 (``evaltune bench``); ``result`` is the ``EvalResult`` (records, metrics with confidence
 intervals, JSONL on disk); ``compare`` with ``significance`` compares two results sample by
 sample. Nothing here imports a model or torch: local and Tinker backends are one code path.
 """
 
-from evaltune.evals.app import (
+from evaltune.evals.chat import ChatBackend, EndpointChat, SamplerChat, api_key_from_env
+from evaltune.evals.compare import Comparison, MetricChange, compare_results
+from evaltune.evals.endpoint import EndpointClient, EndpointReply, evaluate_endpoint
+from evaltune.evals.generation import (
     BatchGrader,
     Sampler,
     evaluate_examples,
@@ -26,9 +29,6 @@ from evaltune.evals.app import (
     prompt_text,
     sampling_stop,
 )
-from evaltune.evals.chat import ChatBackend, EndpointChat, SamplerChat, api_key_from_env
-from evaltune.evals.compare import Comparison, MetricChange, compare_results
-from evaltune.evals.endpoint import EndpointClient, EndpointReply, evaluate_endpoint
 from evaltune.evals.graders import (
     GRADERS,
     Grader,

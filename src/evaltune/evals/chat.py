@@ -25,7 +25,7 @@ from tinker import types
 from evaltune.data.example import Message
 from evaltune.data.renderers import Renderer
 from evaltune.errors import EvalError
-from evaltune.evals.app import Sampler, sampling_stop
+from evaltune.evals.generation import Sampler, sampling_stop
 
 __all__ = ["ChatBackend", "EndpointChat", "SamplerChat", "api_key_from_env"]
 

@@ -26,7 +26,7 @@ import httpx
 
 from evaltune.data.example import Message
 from evaltune.errors import ConfigError, EvalError
-from evaltune.evals.app import grade_responses
+from evaltune.evals.generation import grade_responses
 from evaltune.evals.result import EvalResult
 from evaltune.evals.suites import LoadedSuite
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from evaltune.data.example import Example, Message
 from evaltune.errors import EvalError
-from evaltune.evals.app import prompt_text
 from evaltune.evals.chat import ChatBackend
+from evaltune.evals.generation import prompt_text
 from evaltune.evals.graders import EMPTY, GradeResult
 
 __all__ = ["JUDGE_TEMPLATE", "RUBRICS", "JudgeGrader", "parse_score"]

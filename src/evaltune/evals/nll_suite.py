@@ -27,7 +27,7 @@ from evaltune.backends.contract import SamplingClient, TrainingClient
 from evaltune.data.example import Example
 from evaltune.data.renderers import RenderedExample, Renderer, to_datum
 from evaltune.errors import EvalError
-from evaltune.evals.app import prompt_text
+from evaltune.evals.generation import prompt_text
 from evaltune.evals.result import Z_95, EvalResult, SampleRecord, now_iso
 
 __all__ = ["evaluate_nll", "nll_metrics"]

@@ -135,7 +135,7 @@ def suite_fingerprint(
 @dataclass(frozen=True)
 class SampleRecord:
     id: str
-    prompt: str  # the prompt messages as text (see evals.app.prompt_text)
+    prompt: str  # the prompt messages as text (see evals.generation.prompt_text)
     response: str  # the parsed answer (renderer.parse_response)
     target: str  # the reference answer
     score: float  # in [0, 1]

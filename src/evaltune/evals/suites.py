@@ -23,8 +23,8 @@ from typing import Any
 
 from evaltune.data import Example, Renderer, load_many
 from evaltune.errors import EvalError
-from evaltune.evals.app import Sampler, evaluate_examples
 from evaltune.evals.benchmarks.catalog import bundle_items, find_local_file, load_benchmark
+from evaltune.evals.generation import Sampler, evaluate_examples
 from evaltune.evals.graders import Grader, make_grader
 from evaltune.evals.nll_suite import evaluate_nll
 from evaltune.evals.result import EvalResult, suite_fingerprint

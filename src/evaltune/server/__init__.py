@@ -7,7 +7,7 @@ API key. This package imports only the engine (and the SDK's wire types), never 
 or CLI. See docs/serving.md.
 """
 
-from evaltune.server.app import create_app
+from evaltune.server.asgi import create_app
 from evaltune.server.launch import ServerProcess, launch_server
 from evaltune.server.state import ServerConfig
 

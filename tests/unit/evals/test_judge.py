@@ -111,7 +111,7 @@ def test_judge_options_are_checked(options: dict, match: str) -> None:
 
 
 def test_judge_accuracy_is_the_pass_rate_in_an_evaluation() -> None:
-    from evaltune.evals.app import grade_responses
+    from evaltune.evals.generation import grade_responses
 
     examples = [EX, Example.single_turn("q2", "Capital of France?", "Paris")]
     grader = make_grader("judge", backend=ScriptedJudge(), pass_score=8)

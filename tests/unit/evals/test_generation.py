@@ -14,7 +14,7 @@ from evaltune.data.example import Example, Message
 from evaltune.data.renderers import Renderer, get_renderer
 from evaltune.engine import get_engine
 from evaltune.errors import EvalError
-from evaltune.evals.app import evaluate_examples, prompt_text, sampling_stop
+from evaltune.evals.generation import evaluate_examples, prompt_text, sampling_stop
 from evaltune.evals.graders import make_grader
 from evaltune.evals.result import EvalResult
 
