@@ -7,6 +7,10 @@ and ``tinker.SamplingClient`` that ``train/``, ``evals/``, ``loop/``, ``inspect/
 call, plus ``ServiceClient.model_facts`` (model widths for the ``auto`` learning rate), which
 both backends add. Every call returns a future (``result()``), as the SDK's do.
 
+Signatures follow the SDK's (``tinker==0.38.0``), less the options evaltune does not pass;
+``loss_fn`` is a ``types.LossFnType`` name (``"cross_entropy"``, ``"importance_sampling"`` …)
+and ``optim_params`` a ``types.AdamParams``.
+
 ``isinstance(x, ServiceClient)`` checks that the methods exist (what ``runtime_checkable``
 can check); the contract test (``tests/integration/test_backend_contract.py``) asserts it on
 both backends and checks what the methods compute.
@@ -55,16 +59,18 @@ class TrainingClient(Protocol):
     and the two kinds of checkpoint (full state; sampler weights)."""
 
     def forward(
-        self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy"
+        self, data: list[types.Datum], loss_fn: Any, loss_fn_config: Any = None
     ) -> Future[types.ForwardBackwardOutput]: ...
 
     def forward_backward(
-        self, data: Sequence[types.Datum], loss_fn: str = "cross_entropy"
+        self, data: list[types.Datum], loss_fn: Any, loss_fn_config: Any = None
     ) -> Future[types.ForwardBackwardOutput]: ...
 
-    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]: ...
+    def optim_step(self, optim_params: Any = None) -> Future[types.OptimStepResponse]: ...
 
-    def save_state(self, name: str) -> Future[types.SaveWeightsResponse]: ...
+    def save_state(
+        self, name: str, overwrite: bool = False
+    ) -> Future[types.SaveWeightsResponse]: ...
 
     def save_weights_for_sampler(
         self, name: str
