@@ -234,6 +234,37 @@ def test_three_mistakes_give_one_error_listing_all_three(workdir: Path) -> None:
     assert isinstance(info.value, ValueError)
 
 
+def test_a_duplicate_suite_name_is_reported_even_when_another_suite_has_an_error(
+    workdir: Path,
+) -> None:
+    # suite 0 has a bad grader, so the list's own validator never runs; the duplicate name of
+    # suite 1 (and of suite 2) is still in the same error, on its own line
+    text = GOOD.replace("    threshold: 0.8\n", "    threshold: 0.8\n    grader: nope\n") + (
+        "  - name: arith\n    file: caps.jsonl\n    role: guard\n"
+        "  - name: arith\n    file: caps.jsonl\n    role: guard\n"
+    )
+    path = write(workdir, "run.yaml", text)
+    message = config_error(path)
+    assert message.startswith(f"3 problems in {path}:\n")
+    assert f"{path}:7: evals.0.grader: expected one of: " in message
+    unique = "expected a unique suite name (evals.0.name is also 'arith'); found \"arith\""
+    assert f"{path}:8: evals.1.name: {unique}" in message
+    assert f"{path}:11: evals.2.name: {unique}" in message
+    # with no other error the duplicate is one line, not the validator's and the loader's both
+    clean = write(
+        workdir, "dup.yaml", GOOD + "  - name: arith\n    file: caps.jsonl\n    role: guard\n"
+    )
+    assert config_error(clean) == f"{clean}:7: evals.1.name: {unique}"
+
+
+def test_a_misspelt_grader_is_one_error_not_a_second_about_pattern(workdir: Path) -> None:
+    path = write(workdir, "run.yaml", GOOD + "    grader: regexp\n")
+    message = config_error(path)
+    assert "problems in" not in message  # exactly one
+    assert message.startswith(f"{path}:7: evals.0.grader: expected one of: ")
+    assert "(did you mean 'regex'?)" in message and "pattern" not in message
+
+
 # --- overrides ----------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -30,7 +30,14 @@ from evaltune.config.messages import (
     split_annotated,
     suggest_field,
 )
-from evaltune.config.schema import GRADERS, FieldError, RunConfig, did_you_mean, map_paths
+from evaltune.config.schema import (
+    GRADERS,
+    FieldError,
+    RunConfig,
+    did_you_mean,
+    duplicate_suite_names,
+    map_paths,
+)
 from evaltune.config.seed import is_seed_format, map_seed
 from evaltune.errors import ConfigError
 
@@ -159,6 +166,7 @@ def load_config(
             problem = _format(err, source, reported)
             if problem is not None:
                 problems.append(problem)
+        problems += _raw_duplicate_names(data, source, reported)
     if problems:
         # dict: one line per distinct message (a seed key feeding several suites errs once)
         lines = list(dict.fromkeys(text for _, text in sorted(problems, key=lambda p: p[0])))
@@ -166,6 +174,21 @@ def load_config(
             raise ConfigError(lines[0])
         raise ConfigError(f"{len(lines)} problems in {source.shown}:\n  " + "\n  ".join(lines))
     return config.resolve_paths(path.parent.absolute())
+
+
+def _raw_duplicate_names(data: Any, source: _Source, reported: set[Loc]) -> list[tuple[int, str]]:
+    """Duplicate suite names in the raw ``evals`` list, formatted as the validator's would be."""
+    suites = data.get("evals") if isinstance(data, dict) else None
+    if not isinstance(suites, list):
+        return []
+    names = [s.get("name") if isinstance(s, dict) else None for s in suites]
+    out = []
+    for problem in duplicate_suite_names(names):
+        err = {"type": "value_error", "loc": ("evals",), "input": None, "ctx": {"error": problem}}
+        formatted = _format(cast(ErrorDetails, err), source, reported)
+        if formatted is not None:
+            out.append(formatted)
+    return out
 
 
 def _has_deeper(err: ErrorDetails, errors: list[ErrorDetails]) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -103,6 +103,23 @@ class FieldError(ValueError):
         self.loc = loc
         self.found = found
         self.hide_found = hide_found
+
+
+def duplicate_suite_names(names: Sequence[object]) -> list[FieldError]:
+    """One error (at ``evals.<i>.name``) per suite name used by an earlier suite. The loader
+    also runs it on the raw ``evals`` list, so a duplicate is reported even when another suite
+    has an error (the field validator then never runs)."""
+    first: dict[str, int] = {}
+    out: list[FieldError] = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            expected = f"a unique suite name (evals.{first[name]}.name is also {name!r})"
+            out.append(FieldError(expected, loc=(i, "name"), found=name))
+        else:
+            first[name] = i
+    return out
 
 
 def _context(info: ValidationInfo) -> dict[str, Any]:
@@ -862,15 +879,8 @@ class RunConfig(_Section):
     @field_validator("evals")
     @classmethod
     def _unique_names(cls, suites: tuple[EvalSuiteConfig, ...]) -> tuple[EvalSuiteConfig, ...]:
-        first: dict[str, int] = {}
-        for i, suite in enumerate(suites):
-            if suite.name in first:
-                raise FieldError(
-                    f"a unique suite name (evals.{first[suite.name]}.name is also {suite.name!r})",
-                    loc=(i, "name"),
-                    found=suite.name,
-                )
-            first[suite.name] = i
+        for problem in duplicate_suite_names([s.name for s in suites])[:1]:
+            raise problem
         return suites
 
     @field_validator("extras")
