@@ -678,8 +678,8 @@ class SelectionConfig(_Section):
         ge=0,
         le=10,
         description="`adaptive`: examples replayed from earlier rounds per new example (tags "
-        "that regressed or are under-fitted first, and all of theirs; then learned ones, "
-        "stalled ones last).",
+        "that regressed first, then learned ones, stalled ones last); every example of an "
+        "under-fitted tag comes on top.",
     )
     stall_rounds: int = Field(
         3,

@@ -167,16 +167,20 @@ def _replay(
     seed: int,
     inferred: Mapping[str, str],
 ) -> list[str]:
-    """``n`` earlier examples (all when ``n`` is None), by priority; every example of a tag
-    that regressed or is under-fitted comes whatever ``n`` is."""
+    """``n`` earlier examples (all when ``n`` is None), by priority, plus every example of an
+    under-fitted tag on top: those need more passes, but they must not crowd out the replay
+    that keeps learned tags learned."""
+
+    def tags(key: str) -> list[TagState]:
+        return [states[t] for t in tags_of(key, examples, states, inferred)]
 
     def priority(key: str) -> int:
-        tags = [states[t] for t in tags_of(key, examples, states, inferred)]
-        if not tags:
+        of = tags(key)
+        if not of:
             return 4  # a tag no target measures (seed data): lowest priority, kept
-        if any(s.regressed or s.underfit for s in tags):
+        if any(s.regressed for s in of):
             return 0
-        ranks = [_REPLAY_ORDER[s.status] for s in tags if s.status in _REPLAY_ORDER]
+        ranks = [_REPLAY_ORDER[s.status] for s in of if s.status in _REPLAY_ORDER]
         return min(ranks) if ranks else 5  # every tag of it stalled: last, but not dropped
 
     rng = random.Random(seed)
@@ -184,7 +188,9 @@ def _replay(
     ordered = [k for _, _, k in sorted(keyed)]
     if n is None:
         return ordered
-    return ordered[: max(n, sum(p == 0 for p, _, _ in keyed))]
+    underfit = {k for k in ordered if any(s.underfit for s in tags(k))}
+    rest = [k for k in ordered if k not in underfit]
+    return [k for k in ordered if k in underfit] + rest[:n]
 
 
 def plan_round_data(

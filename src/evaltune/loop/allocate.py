@@ -23,7 +23,7 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
   noise band (``band`` standard errors, 1 by default); its examples are replayed first.
 - ``underfit`` is a flag too: the tag has examples, is neither at its ceiling nor stalled, and
   the last round's mean training loss on them (``train.per_tag_loss``) is above
-  ``fitted_loss``: every one of its examples is replayed, however many new ones come.
+  ``fitted_loss``: every one of its examples is replayed, on top of the usual replay.
 
 ``headroom`` is ``1 − accuracy``. A tag whose pool is empty gets no budget unless a
 synthesiser writes examples for it. A target suite whose items carry no tags is one tag,
