@@ -879,8 +879,9 @@ class RunConfig(_Section):
     @field_validator("evals")
     @classmethod
     def _unique_names(cls, suites: tuple[EvalSuiteConfig, ...]) -> tuple[EvalSuiteConfig, ...]:
-        for problem in duplicate_suite_names([s.name for s in suites])[:1]:
-            raise problem
+        problems = duplicate_suite_names([s.name for s in suites])
+        if problems:
+            raise problems[0]
         return suites
 
     @field_validator("extras")

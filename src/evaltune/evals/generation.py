@@ -35,7 +35,7 @@ __all__ = [
     "sampling_stop",
 ]
 
-# The part of the contract an application eval uses is ``sample``; the name stays for callers.
+# The client an application eval samples from (it calls only ``sample``); the old name stays.
 Sampler = SamplingClient
 
 

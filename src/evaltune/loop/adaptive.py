@@ -171,26 +171,24 @@ def _replay(
     under-fitted tag on top: those need more passes, but they must not crowd out the replay
     that keeps learned tags learned."""
 
-    def tags(key: str) -> list[TagState]:
-        return [states[t] for t in tags_of(key, examples, states, inferred)]
-
-    def priority(key: str) -> int:
-        of = tags(key)
-        if not of:
+    def priority(tags: list[TagState]) -> int:
+        if not tags:
             return 4  # a tag no target measures (seed data): lowest priority, kept
-        if any(s.regressed for s in of):
+        if any(s.regressed for s in tags):
             return 0
-        ranks = [_REPLAY_ORDER[s.status] for s in of if s.status in _REPLAY_ORDER]
+        ranks = [_REPLAY_ORDER[s.status] for s in tags if s.status in _REPLAY_ORDER]
         return min(ranks) if ranks else 5  # every tag of it stalled: last, but not dropped
 
     rng = random.Random(seed)
-    keyed = [(priority(k), rng.random(), k) for k in dict.fromkeys(trained)]
-    ordered = [k for _, _, k in sorted(keyed)]
+    keyed = []
+    for k in dict.fromkeys(trained):
+        tags = [states[t] for t in tags_of(k, examples, states, inferred)]
+        keyed.append((priority(tags), rng.random(), k, any(s.underfit for s in tags)))
+    keyed.sort()
     if n is None:
-        return ordered
-    underfit = {k for k in ordered if any(s.underfit for s in tags(k))}
-    rest = [k for k in ordered if k not in underfit]
-    return [k for k in ordered if k in underfit] + rest[:n]
+        return [k for _, _, k, _ in keyed]
+    rest = [k for _, _, k, underfit in keyed if not underfit][:n]
+    return [k for _, _, k, underfit in keyed if underfit] + rest
 
 
 def plan_round_data(

@@ -117,7 +117,7 @@ def tag_states(
     band: float = 1.0,
     explore: float = 1.0,
     frozen: frozenset[str] = frozenset(),
-    fitted_loss: float | None = 0.3,
+    fitted_loss: float | None = None,
 ) -> dict[str, TagState]:
     """Every target tag's status after ``rounds[-1]``.
 
