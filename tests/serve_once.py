@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaltune.server.checkpoints import CheckpointStore
+from evaltune.bridge import CheckpointStore
 from evaltune.server.launch import ServerProcess, launch_server
 
 

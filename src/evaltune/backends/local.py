@@ -7,15 +7,12 @@ Work runs on the engine's single worker thread, so calls on a client execute in 
 were made, and a caller can queue ``forward_backward`` and ``optim_step`` before waiting, as with
 the SDK. There is no HTTP on this path.
 
-Checkpoint paths follow Tinker's scheme, mapped onto a local folder (``checkpoint_dir``, default
-``$EVALTUNE_HOME/checkpoints``)::
-
-    tinker://<model_id>/weights/<name>          ->  <checkpoint_dir>/<model_id>/weights/<name>/
-    tinker://<model_id>/sampler_weights/<name>  ->  <checkpoint_dir>/<model_id>/sampler_weights/<name>/
-
-Each folder is a PEFT adapter (``adapter_model.safetensors`` + ``adapter_config.json``) plus
-``evaltune_checkpoint.json``; ``weights/`` folders also hold ``optimizer.pt``. Anywhere a path is
-taken, a plain folder path works too; ``checkpoint_folder(path)`` maps a URI to its folder.
+What is this module's own: the SDK's method signatures and in-process futures. Every
+``tinker.types`` ↔ engine conversion, ``get_info``, the ``load_state`` swap and the checkpoint
+store (``tinker://`` paths ↔ folders under ``checkpoint_dir``, default
+``$EVALTUNE_HOME/checkpoints``; names and the overwrite rule) are ``evaltune.bridge``'s, shared
+with ``evaltune serve``. Anywhere a path is taken, a plain folder path works too (the server,
+reached over the network, takes none); ``checkpoint_folder(path)`` maps either to its folder.
 """
 
 from __future__ import annotations
@@ -33,17 +30,24 @@ import platformdirs
 from tinker import types
 from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 
-from evaltune.engine import AdamConfig, Engine, ForwardItem, LoraSpec, SampleSpec, get_engine
-from evaltune.engine.batcher import SampleOutput
-from evaltune.engine.checkpoint_paths import (
-    MALFORMED,
-    NAME,
-    NAME_RULE,
+from evaltune.bridge import (
     URI_PREFIX,
-    make_uri,
-    split_uri,
+    CheckpointError,
+    CheckpointNotFound,
+    CheckpointRef,
+    CheckpointStore,
+    adam_config,
+    check_optimizer,
+    forward_items,
+    forward_output,
+    input_tokens,
+    prompt_logprobs,
+    replace_slot,
+    sample_response,
+    sample_spec,
+    training_info,
 )
-from evaltune.engine.engine import read_checkpoint_meta
+from evaltune.engine import Engine, LoraSpec, checkpoint_spec, get_engine, read_checkpoint_meta
 from evaltune.engine.models import BUILTIN_MODELS, resolve_model
 from evaltune.errors import BackendError
 
@@ -65,26 +69,23 @@ def default_checkpoint_dir() -> Path:
 
 
 def checkpoint_folder(path: str, checkpoint_dir: Path | None = None) -> Path:
-    """The local folder behind a ``tinker://`` checkpoint URI (or a plain folder path)."""
-    root = checkpoint_dir or default_checkpoint_dir()
+    """The folder behind a ``tinker://`` checkpoint path (the store's rule, under
+    ``checkpoint_dir``), or a plain folder path as it is."""
     if path.startswith(URI_PREFIX):
-        rest = split_uri(path)
-        if rest is None or ".." in rest:
-            raise BackendError(f"malformed checkpoint path {path!r}; {MALFORMED}")
-        folder = root.joinpath(*rest)
-    else:
-        folder = Path(path).expanduser()
+        return CheckpointStore(checkpoint_dir or default_checkpoint_dir()).folder(path)
+    folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise BackendError(f"checkpoint {path!r} not found (looked in {folder})")
+        raise CheckpointNotFound(f"checkpoint {path!r} not found (looked in {folder})")
     return folder
 
 
 def run_checkpoint_dir(path: str, workspace: Path | None = None) -> Path | None:
     """For a ``tinker://<model_id>/...`` path from a run's report: that run's checkpoint folder
     under ``<workspace>/runs`` (default: the current directory), else None (use the default)."""
-    if not path.startswith(URI_PREFIX):
-        return None
-    model_id = path[len(URI_PREFIX) :].split("/")[0]
+    try:
+        model_id = CheckpointRef.parse(path).model_id
+    except CheckpointError:
+        return None  # a plain folder, or a malformed path that checkpoint_folder will explain
     base = workspace or Path.cwd()
     for folder in sorted(base.glob(f"runs/*/checkpoints/{model_id}")):
         return folder.parent
@@ -119,29 +120,6 @@ def _then(future: Future[T], fn: Callable[[T], Any]) -> Future[Any]:
     return out
 
 
-def _check_name(name: str) -> None:
-    if not NAME.fullmatch(name):
-        raise BackendError(f"checkpoint name {name!r} is not allowed; {NAME_RULE}")
-
-
-def _tokens(model_input: types.ModelInput, where: str) -> list[int]:
-    for chunk in model_input.chunks:
-        if not isinstance(chunk, types.EncodedTextChunk):
-            raise BackendError(
-                f"{where}: {type(chunk).__name__} inputs are not supported by the local engine; "
-                "only encoded text chunks"
-            )
-    return list(model_input.to_ints())
-
-
-def _forward_items(data: Sequence[types.Datum]) -> list[ForwardItem]:
-    items = []
-    for i, datum in enumerate(data):
-        inputs = {k: v.to_torch().reshape(-1) for k, v in datum.loss_fn_inputs.items()}
-        items.append(ForwardItem(_tokens(datum.model_input, f"datum {i}"), inputs))
-    return items
-
-
 class ServiceClient:
     """Entry point, as ``tinker.ServiceClient``; ``device``, ``dtype`` and ``checkpoint_dir``
     are the local engine's own options. Keyword arguments the SDK takes for the network
@@ -157,6 +135,7 @@ class ServiceClient:
         **_sdk_options: Any,
     ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir()
+        self.checkpoints = CheckpointStore(self.checkpoint_dir)
         self.device = device
         self.dtype = dtype
         self.progress = progress
@@ -197,8 +176,7 @@ class ServiceClient:
         user_metadata: dict[str, str] | None = None,
         optimizer: Any = None,
     ) -> _ClientFuture[TrainingClient]:
-        if optimizer is not None and getattr(optimizer, "type", "adamw") != "adamw":
-            raise BackendError("the local engine supports the AdamW optimizer only")
+        check_optimizer(optimizer)
         engine = self._engine(base_model)
         spec = LoraSpec(rank, train_mlp, train_attn, train_unembed, seed)
         slot = engine.submit(engine.create_training_slot, spec).result()
@@ -212,8 +190,7 @@ class ServiceClient:
             raise BackendError(f"{folder} has no evaltune_checkpoint.json naming its base model")
         engine = self._engine(base_model)
         slot = engine.submit(engine.load_training_slot, folder, with_optimizer).result()
-        spec = LoraSpec(**meta["lora"])
-        return _client_future(TrainingClient(self, engine, slot, spec))
+        return _client_future(TrainingClient(self, engine, slot, checkpoint_spec(folder)))
 
     def create_training_client_from_state(
         self, path: str, user_metadata: dict[str, str] | None = None
@@ -267,23 +244,11 @@ class TrainingClient:
         config: Mapping[str, Any] | None,
         backward: bool,
     ) -> AwaitableConcurrentFuture[types.ForwardBackwardOutput]:
-        items = _forward_items(data)
+        items = forward_items(data)
         cfg = {k: float(v) for k, v in (config or {}).items()}
 
         def run() -> types.ForwardBackwardOutput:
-            out = self._engine.forward(self._slot, items, loss_fn, cfg, backward)
-            outputs = [
-                {
-                    "logprobs": types.TensorData.from_torch(lp),
-                    "elementwise_loss": types.TensorData.from_torch(el),
-                }
-                for lp, el in zip(out.logprobs, out.elementwise_loss, strict=True)
-            ]
-            return types.ForwardBackwardOutput(
-                loss_fn_output_type="ArrayRecord",
-                loss_fn_outputs=outputs,
-                metrics={"loss:sum": out.loss},
-            )
+            return forward_output(self._engine.forward(self._slot, items, loss_fn, cfg, backward))
 
         return self._submit(run)
 
@@ -311,17 +276,7 @@ class TrainingClient:
         *,
         adam_params: types.AdamParams | None = None,
     ):
-        params = optim_params or adam_params or types.AdamParams()
-        if not isinstance(params, types.AdamParams):
-            raise BackendError("the local engine supports AdamParams only")
-        adam = AdamConfig(
-            params.learning_rate,
-            params.beta1,
-            params.beta2,
-            params.eps,
-            params.weight_decay,
-            params.grad_clip_norm,
-        )
+        adam = adam_config(optim_params or adam_params or types.AdamParams())
 
         def run() -> types.OptimStepResponse:
             return types.OptimStepResponse(metrics=self._engine.optim_step(self._slot, adam))
@@ -329,14 +284,7 @@ class TrainingClient:
         return self._submit(run)
 
     def _folder(self, kind: str, name: str, overwrite: bool) -> tuple[Path, str]:
-        _check_name(name)
-        folder = self._service.checkpoint_dir / self.model_id / kind / name
-        if folder.exists() and not overwrite:
-            raise BackendError(
-                f"checkpoint {name!r} already exists for {self.model_id} ({folder}); "
-                "choose another name or pass overwrite=True"
-            )
-        return folder, make_uri(self.model_id, kind, name)
+        return self._service.checkpoints.new_folder(self.model_id, kind, name, overwrite)
 
     def save_state(
         self,
@@ -393,10 +341,7 @@ class TrainingClient:
         folder = checkpoint_folder(path, self._service.checkpoint_dir)
 
         def run() -> types.LoadWeightsResponse:
-            # Load into a new slot first: if the checkpoint is bad, this client keeps its weights.
-            new = self._engine.load_training_slot(folder, with_optimizer)
-            old, self._slot = self._slot, new
-            self._engine.release(old)
+            self._slot = replace_slot(self._engine, self._slot, folder, with_optimizer)
             return types.LoadWeightsResponse(path=path)
 
         return self._submit(run)
@@ -405,17 +350,7 @@ class TrainingClient:
         return self._engine.tokenizer
 
     def get_info(self) -> types.GetInfoResponse:
-        return types.GetInfoResponse(
-            model_id=self.model_id,
-            model_data=types.ModelData(
-                arch=self._engine.architecture,
-                model_name=self._engine.base_model,
-                tokenizer_id=self._engine.model_path,
-            ),
-            is_lora=True,
-            lora_rank=self._spec.rank,
-            model_name=self._engine.base_model,
-        )
+        return training_info(self._engine, self.model_id, self._spec, self._engine.base_model)
 
     # Deprecated SDK spellings, kept so older recipes run unchanged.
     async def forward_async(self, *a: Any, **kw: Any):
@@ -432,10 +367,6 @@ class TrainingClient:
 
     async def save_weights_for_sampler_async(self, *a: Any, **kw: Any):
         return self.save_weights_for_sampler(*a, **kw)
-
-
-def _sample_spec(prompt: list[int], num_samples: int, params: types.SamplingParams) -> SampleSpec:
-    return SampleSpec.from_sampling_params(prompt, num_samples, params)
 
 
 class SamplingClient:
@@ -461,36 +392,18 @@ class SamplingClient:
     ):
         if topk_prompt_logprobs or topk_sample_logprobs:
             raise BackendError("top-k logprobs are not supported by the local engine")
-        tokens = _tokens(prompt, "prompt")
-        spec = _sample_spec(tokens, num_samples, sampling_params)
-
-        def convert(out: SampleOutput) -> types.SampleResponse:
-            seqs = [
-                types.SampledSequence(
-                    stop_reason=s.stop_reason,
-                    sequence_id=uuid.uuid4().hex,
-                    _tokens_list=s.tokens,
-                    _logprobs_list=s.logprobs,
-                )
-                for s in out.samples
-            ]
-            prompt_lp = None if out.prompt_logprobs is None else [None, *out.prompt_logprobs]
-            return types.SampleResponse(sequences=seqs, _prompt_logprobs_list=prompt_lp)
-
+        spec = sample_spec(input_tokens(prompt, "prompt"), num_samples, sampling_params)
         # Concurrent sample() calls coalesce into one batched decode (see engine.batcher).
         pending = self._engine.batcher.submit(self._folder, spec, include_prompt_logprobs)
-        return AwaitableConcurrentFuture(_then(pending, convert))
+        return AwaitableConcurrentFuture(_then(pending, sample_response))
 
     def compute_logprobs(self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None):
         """Logprob of each prompt token given its prefix; ``None`` for the first token."""
-        tokens = _tokens(prompt, "prompt")
+        tokens = input_tokens(prompt, "prompt")
 
         def run() -> list[float | None]:
-            lps: list[float | None] = [None, *self._engine.logprobs(self._slot(), [tokens])[0]]
-            if prompt_logprobs_last_n is not None:
-                cut = len(lps) - prompt_logprobs_last_n
-                lps = [None] * cut + lps[cut:]
-            return lps
+            scored = self._engine.logprobs(self._slot(), [tokens])[0]
+            return prompt_logprobs(scored, prompt_logprobs_last_n)
 
         return AwaitableConcurrentFuture(self._engine.submit(run))
 

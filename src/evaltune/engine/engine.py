@@ -38,7 +38,14 @@ from evaltune.engine.models import load_tokenizer, resolve_model
 from evaltune.engine.sampling import Sampled, SampleSpec, sample_batch
 from evaltune.errors import EngineError
 
-__all__ = ["AdamConfig", "Engine", "default_device", "get_engine"]
+__all__ = [
+    "AdamConfig",
+    "Engine",
+    "checkpoint_spec",
+    "default_device",
+    "get_engine",
+    "read_checkpoint_meta",
+]
 
 T = TypeVar("T")
 STATE_META = "evaltune_checkpoint.json"
@@ -261,7 +268,7 @@ class Engine:
     def load_training_slot(self, folder: Path, with_optimizer: bool) -> str:
         meta = read_checkpoint_meta(folder)
         config = lora.read_adapter_config(folder)
-        spec = lora.LoraSpec(**meta["lora"]) if meta else lora.LoraSpec(rank=int(config.r))
+        spec = checkpoint_spec(folder, config)
         if with_optimizer and not (folder / OPTIMIZER_FILE).is_file():
             raise EngineError(
                 f"{folder} has no optimizer state ({OPTIMIZER_FILE}); it was saved with "
@@ -313,6 +320,16 @@ def read_checkpoint_meta(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+def checkpoint_spec(folder: Path, config: LoraConfig | None = None) -> lora.LoraSpec:
+    """The LoRA settings a checkpoint was trained with: from its ``evaltune_checkpoint.json``,
+    else (a PEFT adapter saved elsewhere) its adapter config's rank with every target on."""
+    meta = read_checkpoint_meta(folder)
+    if meta and "lora" in meta:
+        return lora.LoraSpec(**meta["lora"])
+    config = config or lora.read_adapter_config(folder)
+    return lora.LoraSpec(rank=int(config.r))
 
 
 _ENGINES: dict[tuple[str, str, str], Engine] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -38,32 +37,6 @@ class SampleSpec:
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
     ignore_eos: bool = False  # run past the model's end-of-sequence tokens
-
-    @classmethod
-    def from_sampling_params(cls, prompt: list[int], num_samples: int, params: Any) -> SampleSpec:
-        """From Tinker's ``SamplingParams`` (any object with its fields; the engine does not
-        import tinker). ``stop`` may be a string, strings, token ids or a mix; Tinker's rule:
-        ``None`` keeps the implicit EOS stop, ``[]`` disables every stop, EOS too."""
-        stop = params.stop
-        strings: list[str] = []
-        tokens: list[int] = []
-        if isinstance(stop, str):
-            strings = [stop]
-        elif stop is not None:
-            for s in stop:
-                (strings if isinstance(s, str) else tokens).append(s)
-        return cls(
-            prompt=prompt,
-            num_samples=num_samples,
-            max_tokens=params.max_tokens,
-            ignore_eos=stop is not None and not isinstance(stop, str) and len(stop) == 0,
-            temperature=params.temperature,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            stop_tokens=tokens,
-            stop_strings=strings,
-            seed=params.seed,
-        )
 
 
 @dataclass

@@ -3,8 +3,9 @@
 The unmodified ``tinker`` SDK (and so tinker-cookbook recipes and ``backend: tinker``) trains
 and samples through the Tinker routes under ``/api/v1``; any OpenAI client queries the base
 model or a saved adapter through ``/v1``. Both share one engine, one checkpoint folder and one
-API key. This package imports only the engine (and the SDK's wire types), never backends, loop
-or CLI. See docs/serving.md.
+API key. This package sits on ``evaltune.bridge`` (the Tinker ↔ engine conversions and the
+checkpoint store, shared with the local backend) and the engine, never on backends, loop or
+CLI; it keeps sessions, routes and the wire encoding. See docs/serving.md.
 """
 
 from evaltune.server.asgi import create_app

@@ -3,7 +3,7 @@
 ``create_app`` takes a loaded engine (tests pass the tiny in-process one) or loads the
 configured base model. Errors never escape as HTML or a dropped connection: a refused request
 is a 4xx ``{"error": {"type", "message"}}``, an evaltune error raised while handling a request
-is a 400, and anything unexpected is logged and answered as a JSON 500 while the server keeps
+is a 400 (a missing checkpoint a 404), and anything unexpected is logged and answered as a JSON 500 while the server keeps
 serving.
 """
 
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from evaltune.bridge import CheckpointNotFound
 from evaltune.engine import Engine, get_engine
 from evaltune.errors import EvaltuneError
 from evaltune.server.http import ApiError, GuardMiddleware, error_body
@@ -37,6 +38,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(CheckpointNotFound)
+    async def checkpoint_not_found(_: Request, exc: CheckpointNotFound) -> JSONResponse:
+        return ApiError(404, str(exc)).response()
 
     @app.exception_handler(EvaltuneError)
     async def evaltune_error(_: Request, exc: EvaltuneError) -> JSONResponse:

@@ -22,8 +22,8 @@ from jinja2 import TemplateError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from evaltune.engine import SampleSpec
-from evaltune.engine.engine import read_checkpoint_meta
+from evaltune.bridge import CheckpointError, CheckpointRef
+from evaltune.engine import SampleSpec, read_checkpoint_meta
 from evaltune.errors import EvaltuneError
 from evaltune.server import openai_schema as schema
 from evaltune.server.http import ApiError, read_model
@@ -56,7 +56,7 @@ def openai_router(state: ServerState) -> APIRouter:
             return None
         try:
             folder = state.checkpoints.folder(name)
-        except ApiError:
+        except CheckpointError:
             raise ApiError(
                 404,
                 f"model {name!r} does not exist on this server; GET /v1/models lists the base "
@@ -111,10 +111,10 @@ def openai_router(state: ServerState) -> APIRouter:
         for c in state.checkpoints.all_checkpoints():
             if c.checkpoint_type != "sampler":
                 continue
-            model_id = c.tinker_path.removeprefix("tinker://").split("/")[0]
+            ref = CheckpointRef.parse(c.tinker_path)
             entries.append(
                 {
-                    "id": f"{model_id}/{c.checkpoint_id.split('/', 1)[1]}",
+                    "id": f"{ref.model_id}/{ref.name}",
                     "object": "model",
                     "created": int(c.time.timestamp()),
                     "owned_by": "evaltune",

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from evaltune.bridge import CheckpointStore
 from evaltune.engine import Engine, LoraSpec
 from evaltune.engine.models import BUILTIN_MODELS, default_cache_dir
 from evaltune.errors import EngineError
-from evaltune.server.checkpoints import CheckpointStore
 from evaltune.server.futures import FutureStore
 from evaltune.server.http import ApiError
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tinker import types
 
+from evaltune.bridge import CheckpointRef
 from evaltune.server.http import ApiError, read_json
 from evaltune.server.state import ServerState
 
@@ -93,7 +94,7 @@ def rest_router(state: ServerState) -> APIRouter:
         path = body.get("tinker_path")
         if not isinstance(path, str):
             raise ApiError(400, "weights_info needs a string tinker_path")
-        model_id, _, _ = store.parse(path)
+        model_id = CheckpointRef.parse(path).model_id
         store.folder(path)  # 404 if it does not exist
         lora = (store.read_run(model_id) or {}).get("lora", {})
         info = types.WeightsInfoResponse(

@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tinker import types
 
+from evaltune.bridge import input_tokens, sample_spec
+from evaltune.engine import read_checkpoint_meta
 from evaltune.engine.batcher import SampleOutput
-from evaltune.engine.engine import read_checkpoint_meta
 from evaltune.server.http import ApiError, read_model
 from evaltune.server.state import SamplerSession, ServerState
-from evaltune.server.wire import encode_sample_response, prompt_tokens, sample_spec
+from evaltune.server.wire import encode_sample_response
 
 __all__ = ["service_router"]
 
@@ -170,7 +171,7 @@ def service_router(state: ServerState) -> APIRouter:
         else:
             state.check_base_model(req.base_model)
             folder = None
-        spec = sample_spec(prompt_tokens(req.prompt), req.num_samples, req.sampling_params)
+        spec = sample_spec(input_tokens(req.prompt, "prompt"), req.num_samples, req.sampling_params)
         future = state.engine.batcher.submit(folder, spec, bool(req.prompt_logprobs))
         last_n = req.prompt_logprobs_last_n
 

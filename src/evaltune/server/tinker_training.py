@@ -5,23 +5,24 @@ Each handler checks what it can at once (a 400 or 404 before anything is queued)
 the work on the engine's worker and answers with a request id; the result, or the engine's
 error, comes back through ``/api/v1/retrieve_future``. Model ids follow the SDK's own scheme,
 ``<session_id>:train:<model_seq_id>``, because ``create_training_client_from_state`` computes
-the id on the client side.
+the id on the client side. The conversions, ``get_info``, the ``load_weights`` swap and the
+checkpoint store are ``evaltune.bridge``'s (shared with the local backend); this module keeps
+the requests, their checks and the queueing.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tinker import types
 
-from evaltune.engine import AdamConfig, ForwardResult, LoraSpec
-from evaltune.engine.engine import read_checkpoint_meta
+from evaltune.bridge import adam_config, check_optimizer, replace_slot, training_info
+from evaltune.engine import ForwardResult, LoraSpec, checkpoint_spec, read_checkpoint_meta
 from evaltune.server.http import ApiError, read_body, read_model
 from evaltune.server.state import SamplerSession, ServerState, TrainingModel
 from evaltune.server.wire import decode_forward_request, encode_forward_output
@@ -35,36 +36,15 @@ def _dump(model: object) -> dict:
     return model.model_dump(mode="json")  # type: ignore[attr-defined]
 
 
-def _spec(folder: Path) -> LoraSpec:
-    meta = read_checkpoint_meta(folder)
-    if meta and "lora" in meta:
-        return LoraSpec(**meta["lora"])
-    config = json.loads((folder / "adapter_config.json").read_text())
-    return LoraSpec(rank=int(config.get("r", 32)))
-
-
 def _run_record(state: ServerState, model: TrainingModel, user_metadata: dict | None) -> None:
-    spec = model.spec
     state.checkpoints.write_run(
         model.model_id,
         {
             "base_model": state.base_model,
-            "lora": {
-                "rank": spec.rank,
-                "train_mlp": spec.train_mlp,
-                "train_attn": spec.train_attn,
-                "train_unembed": spec.train_unembed,
-                "seed": spec.seed,
-            },
+            "lora": asdict(model.spec),
             "user_metadata": {str(k): str(v) for k, v in (user_metadata or {}).items()},
         },
     )
-
-
-def _check_optimizer(config: object | None) -> None:
-    kind = getattr(config, "type", "adamw")
-    if kind != "adamw":
-        raise ApiError(400, f"optimizer {kind!r} is not supported by evaltune serve; use AdamW")
 
 
 def training_router(state: ServerState) -> APIRouter:
@@ -94,7 +74,7 @@ def training_router(state: ServerState) -> APIRouter:
         req = await read_model(request, types.CreateModelRequest, limit)
         state.session(req.session_id)
         state.check_base_model(req.base_model)
-        _check_optimizer(req.optimizer_config)
+        check_optimizer(req.optimizer_config)
         if req.lora_config is None:
             raise ApiError(
                 400, "full fine-tuning is not supported by evaltune serve; pass a LoRA config"
@@ -110,18 +90,7 @@ def training_router(state: ServerState) -> APIRouter:
     async def get_info(request: Request) -> JSONResponse:
         req = await read_model(request, types.GetInfoRequest, limit)
         model = state.model(req.model_id)
-        info = types.GetInfoResponse(
-            type="get_info",
-            model_id=model.model_id,
-            model_data=types.ModelData(
-                arch=engine.architecture,
-                model_name=state.base_model,
-                tokenizer_id=str(engine.model_path),
-            ),
-            is_lora=True,
-            lora_rank=model.spec.rank,
-            model_name=state.base_model,
-        )
+        info = training_info(engine, model.model_id, model.spec, state.base_model)
         return JSONResponse(_dump(info))
 
     @router.post("/forward_backward")
@@ -143,12 +112,7 @@ def training_router(state: ServerState) -> APIRouter:
     async def optim_step(request: Request) -> dict:
         req = await read_model(request, types.OptimStepRequest, limit)
         model = state.model(req.model_id)
-        p = req.optim_params
-        if not isinstance(p, types.AdamParams):
-            raise ApiError(400, "evaltune serve supports AdamParams only")
-        adam = AdamConfig(
-            p.learning_rate, p.beta1, p.beta2, p.eps, p.weight_decay, p.grad_clip_norm
-        )
+        adam = adam_config(req.optim_params)
 
         def run() -> dict:
             metrics = engine.optim_step(model.require_slot(), adam)
@@ -207,9 +171,9 @@ def training_router(state: ServerState) -> APIRouter:
             state.check_base_model(name)
         if req.session_id is not None:  # create_training_client_from_state(_with_optimizer)
             state.session(req.session_id)
-            _check_optimizer(req.optimizer_config)
+            check_optimizer(req.optimizer_config)
             model_id = f"{req.session_id}:train:{req.model_seq_id}"
-            model = TrainingModel(model_id, req.session_id, _spec(folder))
+            model = TrainingModel(model_id, req.session_id, checkpoint_spec(folder))
             reply = _dump(types.LoadWeightsResponse(path=req.path, model_id=model_id))
             load = partial(engine.load_training_slot, folder, req.optimizer)
             return start(model, load, reply, req.user_metadata)
@@ -218,11 +182,8 @@ def training_router(state: ServerState) -> APIRouter:
         model = state.model(req.model_id)
 
         def run() -> dict:
-            # Load into a new slot first: if the checkpoint is bad, the model keeps its weights.
-            new = engine.load_training_slot(folder, req.optimizer)
-            old, model.slot, model.failed = model.slot, new, None
-            if old is not None:
-                engine.release(old)
+            model.slot = replace_slot(engine, model.slot, folder, req.optimizer)
+            model.failed = None
             return _dump(types.LoadWeightsResponse(path=req.path, model_id=model.model_id))
 
         return state.submit(run, lambda r: r)

@@ -4,9 +4,8 @@ The SDK sends ``forward_backward`` as a protobuf (``tinker.proto.tinker_public_p
 inside the SDK) and asks for ``ForwardBackwardOutput`` and ``SampleResponse`` results as
 protobuf too; every other request and result is JSON in the SDK's own pydantic types. Token
 ids travel as packed int32 bytes, tensors as dense bytes or sparse CSR. A message that does not
-decode, or decodes to nonsense, is a 400 naming what is wrong. The sampling-parameter mapping
-mirrors ``evaltune.backends.local`` (duplicated, a dozen lines: the server imports only the
-engine).
+decode, or decodes to nonsense, is a 400 naming what is wrong. What the types mean (sampling
+parameters, prompt tokens, prompt logprobs) is ``evaltune.bridge``'s; this module only encodes.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from google.protobuf.message import DecodeError
 from tinker import types
 from tinker.proto import tinker_public_pb2 as pb
 
-from evaltune.engine import ForwardItem, ForwardResult, SampleSpec
+from evaltune.bridge import prompt_logprobs
+from evaltune.engine import ForwardItem, ForwardResult
 from evaltune.engine.batcher import SampleOutput
 from evaltune.server.http import ApiError
 
@@ -28,8 +28,6 @@ __all__ = [
     "decode_forward_request",
     "encode_forward_output",
     "encode_sample_response",
-    "prompt_tokens",
-    "sample_spec",
 ]
 
 _DTYPES = {
@@ -147,21 +145,7 @@ def encode_sample_response(output: SampleOutput, prompt_logprobs_last_n: int | N
             logprobs=np.asarray(s.logprobs, dtype=np.float32).tobytes(),
         )
     if output.prompt_logprobs is not None:
-        lps = np.array([np.nan, *output.prompt_logprobs], dtype=np.float32)  # first: no prefix
-        if prompt_logprobs_last_n is not None:
-            lps[: max(0, len(lps) - prompt_logprobs_last_n)] = np.nan
-        msg.prompt_logprobs = lps.tobytes()
+        lps = prompt_logprobs(output.prompt_logprobs, prompt_logprobs_last_n)
+        values = [np.nan if lp is None else lp for lp in lps]  # the wire spells None as NaN
+        msg.prompt_logprobs = np.array(values, dtype=np.float32).tobytes()
     return msg.SerializeToString()
-
-
-def prompt_tokens(model_input: types.ModelInput) -> list[int]:
-    for chunk in model_input.chunks:
-        if not isinstance(chunk, types.EncodedTextChunk):
-            raise ApiError(
-                400, f"{type(chunk).__name__} prompts are not supported; only encoded text chunks"
-            )
-    return list(model_input.to_ints())
-
-
-def sample_spec(tokens: list[int], num_samples: int, params: types.SamplingParams) -> SampleSpec:
-    return SampleSpec.from_sampling_params(tokens, num_samples, params)

@@ -123,6 +123,8 @@ def test_chat_uses_the_template_and_streams(app) -> None:
         ("/api/v1/retrieve_future", {"request_id": "req-x"}, 404, "req-x"),
         ("/api/v1/create_sampling_session", {"session_id": "s", "sampling_session_seq_id": 0,
                                              "model_path": "tinker://m/sampler_weights/x"}, 404, "not found"),
+        ("/api/v1/create_sampling_session", {"session_id": "s", "sampling_session_seq_id": 0,
+                                             "model_path": "tinker://m/other/x"}, 400, "malformed"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_a_4xx_json_error(app, route, body, status, needle) -> None:

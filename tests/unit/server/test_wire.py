@@ -19,7 +19,6 @@ from evaltune.server.wire import (
     decode_forward_request,
     encode_forward_output,
     encode_sample_response,
-    sample_spec,
 )
 
 
@@ -91,13 +90,3 @@ def test_encoded_sample_response_reads_back_in_the_sdk() -> None:
     assert [s.stop_reason for s in res.sequences] == ["stop", "length"]
     assert res.sequences[0].logprobs == [-0.5, -1.5]
     assert res.prompt_logprobs == [None, None, -2.0, -3.0]  # first: no prefix; then last 2 only
-
-
-def test_sample_spec_follows_tinker_stop_semantics() -> None:
-    params = types.SamplingParams(max_tokens=5, stop=["\n"], seed=3, temperature=0.5)
-    spec = sample_spec([1, 2], 3, params)
-    assert (spec.stop_strings, spec.stop_tokens, spec.ignore_eos) == (["\n"], [], False)
-    assert (spec.num_samples, spec.max_tokens, spec.seed, spec.temperature) == (3, 5, 3, 0.5)
-    assert sample_spec([1], 1, types.SamplingParams(stop=[7, 8])).stop_tokens == [7, 8]
-    assert sample_spec([1], 1, types.SamplingParams(stop=[])).ignore_eos  # [] disables EOS too
-    assert sample_spec([1], 1, types.SamplingParams(stop="x")).stop_strings == ["x"]
