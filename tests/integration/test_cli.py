@@ -119,6 +119,14 @@ def test_every_command_has_help(runner: CliRunner, command: str) -> None:
     assert "Usage" in result.output and command in result.output
 
 
+def test_eval_help_reads_the_grader_catalogue(runner: CliRunner) -> None:
+    from evaltune.evals.graders import GRADERS
+
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ", ".join(GRADERS) + "." in unwrapped(result.output)
+
+
 def test_unknown_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["trian"])
     assert result.exit_code == 2

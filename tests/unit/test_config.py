@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from evaltune.config import (
-    GRADERS,
+    NameCatalog,
     RunConfig,
     dump_config,
     is_seed_format,
@@ -19,6 +19,7 @@ from evaltune.config.__main__ import main
 from evaltune.config.reference import render_reference
 from evaltune.config.seed import map_renderer
 from evaltune.errors import ConfigError
+from evaltune.loop.context import CONFIG_NAMES  # registers the names configs are checked against
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +110,7 @@ BAD = {
     "unknown_grader": (
         GOOD + "    grader: exat\n",
         [
-            "{f}:7: evals.0.grader: expected one of: " + ", ".join(GRADERS),
+            "{f}:7: evals.0.grader: expected one of: " + ", ".join(CONFIG_NAMES.graders or ()),
             "(did you mean 'exact'?); found \"exat\"",
         ],
     ),
@@ -365,7 +366,8 @@ def test_local_model_folder_is_relative_to_the_config(workdir: Path) -> None:
 
 def test_check_files_off_and_custom_graders(workdir: Path) -> None:
     text = GOOD.replace("arith.jsonl", "later.jsonl") + "    grader: f1\n"
-    config = load_config(write(workdir, "run.yaml", text), check_files=False, graders=["f1"])
+    names = NameCatalog(graders=("f1",))
+    config = load_config(write(workdir, "run.yaml", text), check_files=False, names=names)
     assert config.evals[0].grader == "f1"
 
 

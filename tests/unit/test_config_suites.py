@@ -1,6 +1,7 @@
 """Eval suite config keys (kind, benchmark, bundle, grader settings, metric direction): what
-validates, what errors say, the lists config mirrors from evals, lower-is-better rules in the
-loop's decisions, and the loop's suite building from a config."""
+validates, what errors say, the names config checks against the catalogues of the layers that own
+them, lower-is-better rules in the loop's decisions, and the loop's suite building from a
+config."""
 
 from __future__ import annotations
 
@@ -11,16 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from evaltune.config import load_config
-from evaltune.config.schema import BENCHMARKS, BUNDLES, GRADERS, LOWER_IS_BETTER
+from evaltune.config import NameCatalog, load_config, registered_names
+from evaltune.config.schema import LOWER_IS_BETTER
 from evaltune.errors import ConfigError
 from evaltune.evals import GRADER_NAMES
 from evaltune.evals import LOWER_IS_BETTER as EVALS_LOWER_IS_BETTER
-from evaltune.evals.benchmarks import BENCHMARKS as EVAL_BENCHMARKS
-from evaltune.evals.benchmarks import BUNDLES as EVAL_BUNDLES
-from evaltune.evals.benchmarks import TEMPLATES
-from evaltune.loop.context import build_suites
+from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
+from evaltune.loop.context import CONFIG_NAMES, build_suites
 from evaltune.loop.decide import SuiteRule, guards_hold, target_score, targets_met
+from evaltune.loop.policies import POLICIES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 HEAD = "data:\n  train: train.jsonl\nevals:\n"
@@ -47,11 +47,58 @@ def error(workdir: Path, suites: str) -> str:
     return str(info.value)
 
 
-def test_config_mirrors_the_evals_lists() -> None:
-    assert GRADERS == GRADER_NAMES
-    assert set(BENCHMARKS) == set(EVAL_BENCHMARKS)
-    assert set(BUNDLES) == set(EVAL_BUNDLES) | set(TEMPLATES)
+def test_config_mirrors_the_lower_is_better_metrics() -> None:
+    # A metric rule the schema needs for its `higher_is_better` default, not a name family.
     assert set(LOWER_IS_BETTER) == set(EVALS_LOWER_IS_BETTER)
+
+
+def test_config_checks_names_against_the_owners_catalogues() -> None:
+    assert registered_names() == CONFIG_NAMES
+    assert CONFIG_NAMES.graders is GRADER_NAMES
+    assert CONFIG_NAMES.benchmarks == tuple(BENCHMARKS)
+    assert CONFIG_NAMES.bundles == (*BUNDLES, *TEMPLATES)
+    assert CONFIG_NAMES.policies == tuple(POLICIES)
+
+
+def test_unknown_names_of_every_family_are_reported_at_once(workdir: Path) -> None:
+    path = workdir / "run.yaml"
+    path.write_text(
+        HEAD + "  - {name: a, file: qa.jsonl, grader: exat, threshold: 0.5}\n"
+        "  - {name: b, benchmark: gsm9k, threshold: 0.5}\n"
+        "  - {name: c, bundle: quik, threshold: 0.5}\n"
+        "loop:\n  policies: [lr_decay, capacty]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    # (a suite whose source name is unknown also reports its missing `file`)
+    for line in [
+        f"  {path}:4: evals.0.grader: expected one of: {', '.join(GRADER_NAMES)} "
+        "(did you mean 'exact'?); found \"exat\"",
+        f"  {path}:5: evals.1.benchmark: expected one of: {', '.join(BENCHMARKS)} "
+        "(did you mean 'gsm8k'?); found \"gsm9k\"",
+        f"  {path}:6: evals.2.bundle: expected one of: {', '.join([*BUNDLES, *TEMPLATES])} "
+        "(did you mean 'quick'?); found \"quik\"",
+        f"  {path}:8: loop.policies: expected policies from: {', '.join(POLICIES)}; 'capacty' "
+        'is not one (did you mean \'capacity\'?); found ["lr_decay", "capacty"]',
+    ]:
+        assert line in lines
+
+
+def test_a_callers_catalogue_replaces_the_registered_one(workdir: Path) -> None:
+    path = workdir / "run.yaml"
+    path.write_text(HEAD + "  - {name: a, file: qa.jsonl, grader: mine, threshold: 0.5}\n")
+    names = NameCatalog(graders=("exact", "mine"))
+    assert load_config(path, names=names).evals[0].grader == "mine"
+    path.write_text(HEAD + "  - {name: a, file: qa.jsonl, grader: f1, threshold: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"evals\.0\.grader: expected one of: exact, mine; found"):
+        load_config(path, names=names)
+
+
+def test_a_family_without_a_catalogue_is_left_to_the_builder(workdir: Path) -> None:
+    path = workdir / "run.yaml"
+    path.write_text(HEAD + "  - {name: a, bundle: nonesuch, threshold: 0.5}\n")
+    assert load_config(path, names=NameCatalog()).evals[0].bundle == "nonesuch"
 
 
 def test_defaults_resolve_per_kind(workdir: Path) -> None:

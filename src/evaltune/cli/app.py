@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from evaltune import __version__
 from evaltune.cli.bench import bench
@@ -119,7 +120,20 @@ def train(
     guarded(lambda: train_once(config, overrides or (), steps, console, out))
 
 
-@app.command(name="eval")
+class _EvalCommand(TyperCommand):
+    """``evaltune eval``, whose ``--help`` lists the string graders from their catalogue
+    (``evals.graders.GRADERS``), read only when help is shown: importing evals takes seconds."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        from evaltune.evals.graders import GRADERS
+
+        for param in self.params:
+            if param.name == "grader":
+                param.help = ", ".join(GRADERS) + "."
+        super().format_help(ctx, formatter)
+
+
+@app.command(name="eval", cls=_EvalCommand)
 def eval_(
     model: Annotated[
         str,
@@ -128,9 +142,7 @@ def eval_(
         ),
     ],
     suite: Annotated[Path, typer.Option(help="JSONL/JSON/CSV/Parquet test set.")],
-    grader: Annotated[
-        str, typer.Option(help="exact, normalized, numeric, contains, regex, choice.")
-    ] = "normalized",
+    grader: Annotated[str, typer.Option(help="A grader name (listed by --help).")] = "normalized",
     pattern: Annotated[str | None, typer.Option(help="Regex for the regex grader.")] = None,
     renderer: Annotated[str, typer.Option(help="auto, chat_template, role_colon, plain.")] = "auto",
     max_tokens: Annotated[int, typer.Option(help="Tokens to sample per answer.")] = 64,

@@ -2,6 +2,9 @@
 
 python -m evaltune.config --reference > docs/config-reference.md
 python -m evaltune.config run.yaml training.learning_rate=1e-4   # resolved YAML, or errors
+
+Config alone knows no grader, benchmark, bundle or policy names (``config.names``), so this
+checks everything but those; ``evaltune run`` checks them too.
 """
 
 from __future__ import annotations

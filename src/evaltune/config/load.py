@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -30,8 +30,8 @@ from evaltune.config.messages import (
     split_annotated,
     suggest_field,
 )
+from evaltune.config.names import NameCatalog, registered_names
 from evaltune.config.schema import (
-    GRADERS,
     FieldError,
     RunConfig,
     did_you_mean,
@@ -122,13 +122,15 @@ def load_config(
     overrides: Sequence[str] = (),
     *,
     check_files: bool = True,
-    graders: Collection[str] | None = None,
+    names: NameCatalog | None = None,
 ) -> RunConfig:
     """Load, override and validate a YAML or JSON run config (or a seed-format JSON).
 
     ``overrides`` are ``dotted.key=value`` strings (``evals.0.threshold=0.9``), applied before
-    validation. ``check_files`` requires data and eval files to exist. ``graders`` are the
-    grader names to accept (default ``GRADERS``). Raises ``ConfigError`` listing every problem.
+    validation. ``check_files`` requires data and eval files to exist. ``names`` are the grader,
+    benchmark, bundle and policy names to accept (default: the catalogue registered in
+    ``config.names``, which ``loop.context`` fills from the layers that own the names). Raises
+    ``ConfigError`` listing every problem.
     """
     if isinstance(overrides, str):  # one override passed bare: not a sequence of characters
         overrides = [overrides]
@@ -155,7 +157,10 @@ def load_config(
             reported.add(src)
     data = map_paths(data, path.parent.absolute())
     problems += _apply_overrides(data, overrides, source)
-    context = {"check_files": check_files, "graders": tuple(graders or GRADERS)}
+    context = {
+        "check_files": check_files,
+        "names": names if names is not None else registered_names(),
+    }
     try:
         config = RunConfig.model_validate(data, context=context)
     except ValidationError as exc:

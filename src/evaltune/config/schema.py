@@ -5,8 +5,9 @@ Every model is frozen and forbids unknown keys; every field carries a ``descript
 (paths are made absolute before validation, by ``map_paths``):
 
 - ``check_files``: when true, data and eval files must exist (``load_config`` turns it on);
-- ``graders``: the grader names to accept (default ``GRADERS``), so the evals package can own
-  the list later without this module importing it.
+- ``names``: the ``NameCatalog`` of grader, benchmark, bundle and policy names to accept
+  (default: the one registered in ``config.names``, so the layers implementing them own the
+  lists and this module imports none of them).
 
 Cross-field rules are field validators that read earlier fields (``info.data``), so each error
 lands on the field to fix: a target suite without a threshold errors at ``evals.N.threshold``.
@@ -38,10 +39,9 @@ from pydantic import (
     model_validator,
 )
 
+from evaltune.config.names import NameCatalog, registered_names
+
 __all__ = [
-    "BENCHMARKS",
-    "BUNDLES",
-    "GRADERS",
     "LOWER_IS_BETTER",
     "UNBOUNDED_METRICS",
     "DataConfig",
@@ -58,20 +58,6 @@ __all__ = [
     "map_paths",
 ]
 
-GRADERS: tuple[str, ...] = (
-    *("exact", "normalized", "numeric", "contains", "regex", "choice", "f1"),
-    *("gsm8k", "math", "ifeval", "humaneval", "tutoring", "safety", "tool_call", "judge", "python"),
-)
-"""Grader names a suite may use: ``evaltune.evals.GRADER_NAMES``, mirrored here because config
-imports no other layer (a test keeps the two equal; ``graders=`` overrides)."""
-BENCHMARKS: tuple[str, ...] = (
-    *("gsm8k", "math", "mmlu", "ifeval", "humaneval", "safety", "tutoring", "tools"),
-)
-"""Benchmark formats (``evaltune.evals.benchmarks.BENCHMARKS``, mirrored)."""
-BUNDLES: tuple[str, ...] = (
-    *("quick", "standard", "comprehensive", "chat", "code", "math", "tools", "safety", "tutoring"),
-)
-"""Bundles and use-case templates (``evaltune.evals.benchmarks``, mirrored)."""
 LOWER_IS_BETTER: tuple[str, ...] = ("nll", "perplexity", "engagement_rate", "over_refusal_rate")
 """Metrics where lower is better (``evaltune.evals.LOWER_IS_BETTER``, mirrored)."""
 UNBOUNDED_METRICS: tuple[str, ...] = ("nll", "perplexity", "judge_score")
@@ -124,6 +110,19 @@ def duplicate_suite_names(names: Sequence[object]) -> list[FieldError]:
 
 def _context(info: ValidationInfo) -> dict[str, Any]:
     return info.context if isinstance(info.context, dict) else {}
+
+
+def _names(info: ValidationInfo) -> NameCatalog:
+    names = _context(info).get("names")
+    return names if isinstance(names, NameCatalog) else registered_names()
+
+
+def _one_of(value: str, choices: tuple[str, ...] | None) -> None:
+    """``FieldError`` listing ``choices`` unless ``value`` is one (``None``: not checked)."""
+    if choices is not None and value not in choices:
+        close = did_you_mean(value, choices)
+        hint = f" (did you mean {close!r}?)" if close else ""
+        raise FieldError("one of: " + ", ".join(choices) + hint)
 
 
 def _existing_file(value: str, info: ValidationInfo) -> str:
@@ -344,9 +343,9 @@ class EvalSuiteConfig(_Section):
     )
     benchmark: str | None = Field(
         None,
-        description="A public benchmark format with its canonical prompt and scorer: "
-        + ", ".join(f"`{b}`" for b in BENCHMARKS)
-        + ". Its data: `file` in the upstream schema, else the copy a package ships "
+        description="A public benchmark format with its canonical prompt and scorer, by name "
+        "(`evaltune suites` lists them; docs/evaluation.md describes each). Its data: `file` "
+        "in the upstream schema, else the copy a package ships "
         "(humaneval, safety, tutoring, tools), else the Hugging Face hub (needs `datasets` "
         "and network).",
     )
@@ -390,9 +389,8 @@ class EvalSuiteConfig(_Section):
     grader: str | None = Field(
         None,
         validate_default=True,
-        description="How a response is scored: "
-        + ", ".join(f"`{g}`" for g in GRADERS)
-        + ". Default: `normalized` for an application file, the benchmark's own scorer for a "
+        description="How a response is scored: a grader name (`evaltune suites` lists them; "
+        "docs/evaluation.md describes each). Default: `normalized` for an application file, the benchmark's own scorer for a "
         "benchmark.",
     )
     pattern: str | None = Field(
@@ -465,12 +463,8 @@ class EvalSuiteConfig(_Section):
     def _source(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        choices = BENCHMARKS if info.field_name == "benchmark" else BUNDLES
-        if value not in choices:
-            close = did_you_mean(value, choices)
-            raise FieldError(
-                "one of: " + ", ".join(choices) + (f" (did you mean {close!r}?)" if close else "")
-            )
+        names = _names(info)
+        _one_of(value, names.benchmarks if info.field_name == "benchmark" else names.bundles)
         if info.data.get("kind") == "nll":
             raise FieldError(f"no {info.field_name}: an NLL suite scores the completions of `file`")
         if info.field_name == "bundle" and info.data.get("benchmark"):
@@ -535,11 +529,7 @@ class EvalSuiteConfig(_Section):
         if value is None:
             plain = kind == "generate" and not (info.data.get("benchmark") or bundle or task)
             return "normalized" if plain else None
-        graders = tuple(_context(info).get("graders") or GRADERS)
-        if value not in graders:
-            close = did_you_mean(value, graders)
-            hint = f" (did you mean {close!r}?)" if close else ""
-            raise FieldError("one of: " + ", ".join(graders) + hint)
+        _one_of(value, _names(info).graders)
         if kind == "nll":
             raise FieldError("no grader: an NLL suite scores likelihoods, not answers")
         if bundle:
@@ -616,9 +606,6 @@ class EvalSuiteConfig(_Section):
         if value is not None and value > 1 and metric not in UNBOUNDED_METRICS:
             raise FieldError("a number in [0, 1] or null")
         return value
-
-
-POLICIES = ("lr_decay", "capacity", "more_steps", "bayes")
 
 
 class SynthesisConfig(_Section):
@@ -808,12 +795,13 @@ class LoopConfig(_Section):
 
     @field_validator("policies")
     @classmethod
-    def _known_policies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_policies(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known = _names(info).policies
         for name in value:
-            if name not in POLICIES:
-                hint = did_you_mean(name, POLICIES)
+            if known is not None and name not in known:
+                hint = did_you_mean(name, known)
                 raise ValueError(
-                    f"policies from: {', '.join(POLICIES)}; {name!r} is not one"
+                    f"policies from: {', '.join(known)}; {name!r} is not one"
                     + (f" (did you mean {hint!r}?)" if hint else "")
                 )
         if len(set(value)) != len(value):
@@ -900,8 +888,9 @@ class RunConfig(_Section):
         """A copy with every relative path (data, eval files, workspace, ``./`` model) made
         absolute against ``base_dir``; for configs built in code (``load_config`` does this)."""
         data = map_paths(self.model_dump(), Path(base_dir).absolute())
-        graders = set(GRADERS) | {s.grader for s in self.evals if s.grader}
-        return RunConfig.model_validate(data, context={"graders": graders})
+        # Its names were checked when it was built; an empty catalogue keeps the ones a
+        # caller's own catalogue allowed.
+        return RunConfig.model_validate(data, context={"names": NameCatalog()})
 
 
 def did_you_mean(value: object, choices: Collection[str]) -> str | None:

@@ -8,8 +8,8 @@ Three layers, one result type:
    use-case templates);
 3. the application's own: ``graders`` (exact, normalized, numeric, contains, regex, choice),
    ``overlap`` (F1), ``judge`` with ``chat`` (LLM-as-judge on an endpoint or a backend model),
-   ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` names
-   them all.
+   ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` is the
+   catalogue that names them all (``GRADER_NAMES``, ``make_grader``).
 
 ``generation`` samples a suite of examples in one batch and grades it; ``suites`` builds a
 suite from plain arguments and runs it; ``endpoint`` runs one against an OpenAI-compatible server
@@ -33,17 +33,15 @@ from evaltune.evals.graders import (
     GRADERS,
     Grader,
     GradeResult,
-    all_graders,
     extract_choice,
     extract_numbers,
-    make_grader,
     normalize_text,
 )
 from evaltune.evals.judge import RUBRICS, JudgeGrader, parse_score
 from evaltune.evals.nll import NLLResult, sampler_nll, validation_nll
 from evaltune.evals.nll_suite import evaluate_nll
 from evaltune.evals.pyfunc import load_function
-from evaltune.evals.registry import GRADER_NAMES
+from evaltune.evals.registry import GRADER_NAMES, all_graders, make_grader
 from evaltune.evals.result import (
     LOWER_IS_BETTER,
     EvalResult,

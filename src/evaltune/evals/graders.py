@@ -1,9 +1,9 @@
 """Graders: score one sampled response against its reference answer.
 
 A grader is any callable ``(response, target, example) -> GradeResult``; ``GRADERS`` maps the
-names of the string graders defined here to factories, and ``make_grader`` builds any grader by
-name with its options: these, and the rest of the catalogue in ``evals.registry`` (F1, the
-benchmark scorers, judge, Python function, tutoring, safety, tool calls). Graders know nothing
+names of the string graders defined here to factories. The whole catalogue (these, F1, the
+benchmark scorers, judge, Python function, tutoring, safety, tool calls) and ``make_grader``,
+which builds any of them by name with its options, are ``evals.registry``'s. Graders know nothing
 of models or sampling, and each explains its score in ``detail`` so a failure can be read
 without re-running anything; ``metrics`` carries per-sample numbers a suite aggregates.
 
@@ -18,13 +18,12 @@ from the end only (so ``-3`` and ``.5`` keep their leading character). Articles 
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from evaltune.data.example import Example
 from evaltune.errors import EvalError
@@ -33,10 +32,8 @@ __all__ = [
     "GRADERS",
     "GradeResult",
     "Grader",
-    "all_graders",
     "extract_choice",
     "extract_numbers",
-    "make_grader",
     "normalize_text",
 ]
 
@@ -277,29 +274,3 @@ GRADERS: dict[str, Callable[..., Grader]] = {
     "regex": _regex,
     "choice": ChoiceGrader,
 }
-
-
-def all_graders() -> dict[str, Callable[..., Grader]]:
-    """Every grader by name: ``GRADERS`` first, then ``evals.registry.EXTRA_GRADERS``."""
-    # Imported here: the registry's graders import this module for GradeResult.
-    from evaltune.evals.registry import EXTRA_GRADERS
-
-    return {**GRADERS, **EXTRA_GRADERS}
-
-
-def make_grader(name: str, **options: Any) -> Grader:
-    """The grader ``name`` with its options (``regex``: ``pattern``, ``ignore_case``;
-    ``numeric``: ``rel_tol``, ``abs_tol``; the others in ``evals.registry``); unknown names and
-    options raise ``EvalError``."""
-    factories = all_graders()
-    try:
-        factory = factories[name]
-    except KeyError:
-        raise EvalError(f"unknown grader {name!r}; choose one of: {', '.join(factories)}") from None
-    signature = inspect.signature(factory)
-    try:
-        signature.bind(**options)
-    except TypeError as exc:
-        accepted = ", ".join(signature.parameters) or "no options"
-        raise EvalError(f"grader {name!r}: {exc}; it takes: {accepted}") from None
-    return factory(**options)

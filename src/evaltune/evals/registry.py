@@ -1,6 +1,8 @@
-"""Every grader beyond the string graders of ``graders``, by the name a suite config uses.
+"""The grader catalogue: every grader by the name a suite config uses, and ``make_grader``.
 
-``graders.make_grader`` looks names up in ``graders.GRADERS`` and then here; options are the
+The one list of grader names (``GRADER_NAMES``): the string graders of ``graders.GRADERS``
+first, then the rest, below. A config is checked against it (``loop.context`` hands it to
+``config.names``) and the CLI lists it; nothing else spells the names out. Options are the
 factory's keyword arguments (``make_grader`` reports unknown or missing ones):
 
 | name | what it scores | options |
@@ -19,8 +21,11 @@ factory's keyword arguments (``make_grader`` reports unknown or missing ones):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
+from evaltune.errors import EvalError
 from evaltune.evals.benchmarks.competition_math import MathGrader
 from evaltune.evals.benchmarks.gsm8k import GSM8KGrader
 from evaltune.evals.benchmarks.humaneval import HumanEvalGrader
@@ -33,7 +38,7 @@ from evaltune.evals.safety import SafetyGrader
 from evaltune.evals.tools import ToolCallGrader
 from evaltune.evals.tutoring import TutoringGrader
 
-__all__ = ["EXTRA_GRADERS", "GRADER_NAMES"]
+__all__ = ["EXTRA_GRADERS", "GRADER_NAMES", "all_graders", "make_grader"]
 
 EXTRA_GRADERS: dict[str, Callable[..., Grader]] = {
     "f1": F1Grader,
@@ -49,4 +54,27 @@ EXTRA_GRADERS: dict[str, Callable[..., Grader]] = {
 }
 
 GRADER_NAMES: tuple[str, ...] = (*GRADERS, *EXTRA_GRADERS)
-"""Every grader name, in the order errors and docs list them (config mirrors it)."""
+"""Every grader name, in the order errors and docs list them."""
+
+
+def all_graders() -> dict[str, Callable[..., Grader]]:
+    """Every grader by name: ``graders.GRADERS`` first, then ``EXTRA_GRADERS``."""
+    return {**GRADERS, **EXTRA_GRADERS}
+
+
+def make_grader(name: str, **options: Any) -> Grader:
+    """The grader ``name`` with its options (``regex``: ``pattern``, ``ignore_case``;
+    ``numeric``: ``rel_tol``, ``abs_tol``; the others in the table above); unknown names and
+    options raise ``EvalError``."""
+    factories = all_graders()
+    try:
+        factory = factories[name]
+    except KeyError:
+        raise EvalError(f"unknown grader {name!r}; choose one of: {', '.join(factories)}") from None
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        accepted = ", ".join(signature.parameters) or "no options"
+        raise EvalError(f"grader {name!r}: {exc}; it takes: {accepted}") from None
+    return factory(**options)

@@ -25,8 +25,9 @@ from evaltune.data import Example, Renderer, load_many
 from evaltune.errors import EvalError
 from evaltune.evals.benchmarks.catalog import bundle_items, find_local_file, load_benchmark
 from evaltune.evals.generation import Sampler, evaluate_examples
-from evaltune.evals.graders import Grader, make_grader
+from evaltune.evals.graders import Grader
 from evaltune.evals.nll_suite import evaluate_nll
+from evaltune.evals.registry import make_grader
 from evaltune.evals.result import EvalResult, suite_fingerprint
 
 __all__ = [

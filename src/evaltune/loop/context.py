@@ -3,6 +3,10 @@
 This is the last place a config is seen. It resolves the backend, loads and checks the data
 (deduplicated, eval prompts removed from training), renders training and validation datums, and
 loads every eval suite with its grader; below this, functions take plain arguments.
+
+It is also where config learns the names it checks (``CONFIG_NAMES``, installed with
+``config.register_names`` on import): grader, benchmark, bundle and policy names, each from the
+catalogue of the layer that implements them, since config imports no other layer.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from tinker import types
 
 from evaltune.backends.contract import SamplingClient, ServiceClient
-from evaltune.config import EvalSuiteConfig, RunConfig
+from evaltune.config import EvalSuiteConfig, NameCatalog, RunConfig, register_names
 from evaltune.config.schema import JudgeConfig
 from evaltune.data import (
     Example,
@@ -30,6 +34,7 @@ from evaltune.data import (
 from evaltune.data.dedup import normalise_text
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import (
+    GRADER_NAMES,
     EndpointChat,
     EvalResult,
     Grader,
@@ -42,11 +47,14 @@ from evaltune.evals import (
     leakage_views,
     load_suite,
 )
+from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
 from evaltune.loop.decide import SuiteRule
+from evaltune.loop.policies import POLICIES
 from evaltune.loop.select import clean_pool
 from evaltune.train import auto_learning_rate
 
 __all__ = [
+    "CONFIG_NAMES",
     "RunContext",
     "Suite",
     "build_context",
@@ -54,6 +62,16 @@ __all__ = [
     "judge_backend",
     "make_service",
 ]
+
+CONFIG_NAMES = NameCatalog(
+    graders=GRADER_NAMES,
+    benchmarks=tuple(BENCHMARKS),
+    bundles=(*BUNDLES, *TEMPLATES),
+    policies=tuple(POLICIES),
+)
+"""Every name a config may use, read from the owners' catalogues; ``load_config`` checks
+against it (registered below) and lists it in its errors."""
+register_names(CONFIG_NAMES)
 
 
 @dataclass

@@ -184,8 +184,8 @@ def bayes(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
     return replace(plan, lr=lr), f"bayes: Optuna proposes lr {lr:.3g}"
 
 
-# The names a config may list in `loop.policies` (config/schema.py checks against its own
-# copy; a unit test keeps the two equal, since config imports no other layer).
+# The names a config may list in `loop.policies`: the one list (loop.context hands it to the
+# config, which checks against it).
 POLICIES: dict[str, Policy] = {
     "lr_decay": lr_decay,
     "capacity": capacity,

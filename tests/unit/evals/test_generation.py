@@ -15,7 +15,7 @@ from evaltune.data.renderers import Renderer, get_renderer
 from evaltune.engine import get_engine
 from evaltune.errors import EvalError
 from evaltune.evals.generation import evaluate_examples, prompt_text, sampling_stop
-from evaltune.evals.graders import make_grader
+from evaltune.evals.registry import make_grader
 from evaltune.evals.result import EvalResult
 
 QUESTIONS = [

@@ -397,10 +397,3 @@ def test_broken_guard_restart_takes_the_rank_of_the_round_it_restarts_from() -> 
     plan, _ = plan_after(rounds, ("capacity",), Plan(1e-3, 10, 16), rules=(QA, SAFE))
     assert plan.restart_from == "state-1"
     assert plan.rank == 8
-
-
-def test_the_policy_registry_and_the_config_list_name_the_same_policies() -> None:
-    from evaltune.config.schema import POLICIES as CONFIG_POLICIES
-    from evaltune.loop.policies import POLICIES
-
-    assert tuple(POLICIES) == CONFIG_POLICIES

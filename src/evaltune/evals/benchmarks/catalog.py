@@ -13,6 +13,9 @@ A *bundle* (by size: ``quick``, ``standard``, ``comprehensive``) and a *template
 suite per item, named ``<suite>-<benchmark>``, each with the suite's role, threshold and
 tolerance; its data comes from ``data_dir/<benchmark>.jsonl`` (or ``.json``, ``.jsonl.gz``,
 ``.parquet``) when that exists, else as above.
+
+``BENCHMARKS`` and ``BUNDLES`` with ``TEMPLATES`` are the one lists of those names: a config
+is checked against them (``loop.context`` hands them to ``config.names``).
 """
 
 from __future__ import annotations
