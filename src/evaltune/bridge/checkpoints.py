@@ -145,6 +145,14 @@ class CheckpointStore:
         looked = " or ".join(str(f) for f in candidates)
         raise CheckpointNotFound(f"checkpoint {path!r} not found (looked in {looked})")
 
+    def local_folder(self, path: str) -> Path | None:
+        """The folder of ``path`` when this store holds it, else None: a remote checkpoint
+        (the Tinker service's), a malformed path or one not written yet."""
+        try:
+            return self.folder(path)
+        except CheckpointError:
+            return None
+
     # -- training runs ----------------------------------------------------------------------
     def write_run(self, model_id: str, record: dict[str, Any]) -> None:
         folder = self.root / _check_model_id(model_id)

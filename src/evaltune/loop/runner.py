@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evaltune.backends.contract import SamplingClient, TrainingClient
-from evaltune.backends.local import checkpoint_folder
+from evaltune.bridge.checkpoints import CheckpointStore
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
 from evaltune.data.records import parse_record
@@ -275,10 +275,9 @@ class _Loop:
         self.state.tokens += result.tokens
         self.state.last_state_path = state_path
         checkpoint = {"state": state_path, "sampler": sampler_path}
-        if self.cfg.backend == "local":  # where the PEFT adapter folder is, for the report
-            checkpoint["sampler_folder"] = str(
-                checkpoint_folder(sampler_path, self.run.checkpoints)
-            )
+        folder = CheckpointStore(self.run.checkpoints).local_folder(sampler_path)
+        if folder is not None:  # the PEFT adapter folder on this machine, for the report
+            checkpoint["sampler_folder"] = str(folder)
         record = new_round(
             k,
             Phase.TRAINED,

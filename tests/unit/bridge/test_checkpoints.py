@@ -129,3 +129,16 @@ def test_listing_runs_and_checkpoints_and_deleting(tmp_path: Path) -> None:
         store.delete("s1:train:0", "weights/a")
     with pytest.raises(CheckpointError, match="malformed checkpoint id"):
         store.delete("s1:train:0", "other/a")
+
+
+def test_local_folder_is_none_for_what_the_store_does_not_hold(tmp_path: Path) -> None:
+    """What the loop's report asks: is there a PEFT folder on this machine for a sampler path?
+    A remote (Tinker service) checkpoint, a half-written one or a malformed path: no."""
+    store = CheckpointStore(tmp_path)
+    folder = fake_checkpoint(store, "local-abc", "sampler_weights", "round-1")
+    assert store.local_folder("tinker://local-abc/sampler_weights/round-1") == folder
+    assert store.local_folder("tinker://svc-123:train:0/sampler_weights/round-1") is None
+    half, _ = store.new_folder("local-abc", "sampler_weights", "round-2", overwrite=False)
+    half.mkdir(parents=True)  # no adapter_config.json yet
+    assert store.local_folder("tinker://local-abc/sampler_weights/round-2") is None
+    assert store.local_folder("tinker://local-abc/weights/a/b") is None
