@@ -14,6 +14,7 @@ gives the same samples whatever else is in the batch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -138,6 +139,14 @@ def _stopped(row: _Row, tokenizer, eos: set[int]) -> str | None:
     return None
 
 
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """The forward keyword for the KV cache: ``cache`` where transformers has renamed it (5.24+
+    warns on the old name), else ``past_key_values`` (5.23)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+    params = inspect.signature(type(base).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _make_rows(specs: Sequence[SampleSpec], device: torch.device) -> list[_Row]:
     rows = []
     for spec in specs:
@@ -176,11 +185,12 @@ def sample_batch(
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=config)
+    cache_kw = _cache_keyword(model)
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **{cache_kw: cache},
         use_cache=True,
         logits_to_keep=1,
     )
@@ -209,7 +219,7 @@ def sample_batch(
             input_ids=torch.tensor(picks, device=device)[:, None],
             attention_mask=mask,
             position_ids=next_pos[:, None],
-            past_key_values=cache,
+            **{cache_kw: cache},
             use_cache=True,
         )
         next_pos = next_pos + 1
