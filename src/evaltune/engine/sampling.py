@@ -9,12 +9,15 @@ a long straggler does not keep paying for finished rows.
 Log-probabilities are those of the distribution the token was drawn from before top-k/top-p
 truncation: ``log_softmax(logits / temperature)``, or of the raw logits when greedy
 (``temperature == 0``). A seeded request draws from its own ``torch.Generator``, so the same seed
-gives the same samples whatever else is in the batch.
+gives the same samples whatever else is in the batch. A request whose ``cancel`` event is set
+(its client went away) stops at the next decode step, so an abandoned long generation does not
+hold the batch, and the engine's worker, until its budget is spent.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -23,7 +26,11 @@ from transformers import DynamicCache
 
 from evaltune.errors import EngineError
 
-__all__ = ["SampleSpec", "Sampled", "sample_batch"]
+__all__ = ["SEED_MAX", "SEED_MIN", "SampleSpec", "Sampled", "sample_batch"]
+
+# What torch.Generator.manual_seed accepts: a signed or an unsigned 64-bit integer.
+SEED_MIN = -(2**63)
+SEED_MAX = 2**64 - 1
 
 
 @dataclass
@@ -38,6 +45,7 @@ class SampleSpec:
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
     ignore_eos: bool = False  # run past the model's end-of-sequence tokens
+    cancel: threading.Event | None = None  # set: stop at the next step (ends as "length")
 
 
 @dataclass
@@ -79,6 +87,10 @@ def _check(spec: SampleSpec, vocab: int, max_len: int | None) -> None:
         raise EngineError(f"temperature must be >= 0; got {spec.temperature}")
     if not 0 < spec.top_p <= 1:
         raise EngineError(f"top_p must be in (0, 1]; got {spec.top_p}")
+    if spec.seed is not None and not SEED_MIN <= spec.seed <= SEED_MAX:
+        digits = str(spec.seed)
+        shown = digits if len(digits) <= 24 else f"a {len(digits)}-digit number"
+        raise EngineError(f"seed must be an integer from -2**63 to 2**64-1; got {shown}")
     bad = [t for t in spec.prompt if not 0 <= t < vocab]
     if bad:
         raise EngineError(f"prompt token id {bad[0]} is outside the vocabulary (size {vocab})")
@@ -127,6 +139,8 @@ def _choose(logits: torch.Tensor, rows: Sequence[_Row]) -> tuple[list[int], list
 
 
 def _stopped(row: _Row, tokenizer, eos: set[int]) -> str | None:
+    if row.spec.cancel is not None and row.spec.cancel.is_set():
+        return "length"
     last = row.tokens[-1]
     if (last in eos and not row.spec.ignore_eos) or last in row.spec.stop_tokens:
         return "stop"

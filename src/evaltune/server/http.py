@@ -5,12 +5,15 @@ status, whichever protocol the route speaks (OpenAI clients read that shape; the
 puts the body into its exception message). The key check and the size check run as a small
 ASGI middleware before any route, so a request with a wrong key or an oversize
 ``Content-Length`` never reaches a handler; bodies without a length are counted while read.
+JSON bodies are parsed within bounds (``MAX_JSON_DEPTH`` levels of nesting, integers of at most
+``MAX_INT_DIGITS`` digits, finite numbers only), so a hostile body is a 400, not a 500.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
@@ -25,12 +28,15 @@ __all__ = [
     "ApiError",
     "GuardMiddleware",
     "error_body",
+    "parse_json",
     "read_body",
     "read_json",
     "read_model",
 ]
 
 M = TypeVar("M", bound=BaseModel)
+MAX_JSON_DEPTH = 64
+MAX_INT_DIGITS = 64  # 2**64 has 20; token ids, seeds and counts fit with room to spare
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -147,12 +153,65 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ApiError(
+            400,
+            f"malformed JSON body: an integer with {digits} digits; this server accepts at most "
+            f"{MAX_INT_DIGITS}",
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:20]}…"
+        raise ApiError(400, f"malformed JSON body: the number {shown} is out of range")
+    return value
+
+
+def _parse_constant(name: str) -> float:
+    raise ApiError(400, f"malformed JSON body: {name} is not JSON; send a finite number")
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400, f"malformed JSON body: nested deeper than {MAX_JSON_DEPTH} levels of arrays/objects"
+    )
+
+
+def _check_depth(data: Any) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` (iteratively: no recursion to overflow)."""
+    stack = [(data, 1)] if isinstance(data, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON within this server's bounds; a 400 naming the problem otherwise."""
     try:
-        data = json.loads(body or b"{}")
+        data = json.loads(
+            body,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:  # deeper than the interpreter's stack allows: far over the bound
+        raise _too_deep() from None
+    _check_depth(data)
+    return data
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    data = parse_json(await read_body(request, limit) or b"{}")
     if not isinstance(data, dict):
         raise ApiError(400, f"the JSON body must be an object; found {type(data).__name__}")
     return data

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evaltune.engine.sampling import SEED_MAX, SEED_MIN
 from evaltune.server.http import ApiError
 
 __all__ = [
@@ -38,7 +39,7 @@ class _Request(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
 

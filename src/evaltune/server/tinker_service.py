@@ -21,6 +21,7 @@ from tinker import types
 from evaltune.bridge import input_tokens, sample_spec
 from evaltune.engine import read_checkpoint_meta
 from evaltune.engine.batcher import SampleOutput
+from evaltune.engine.sampling import SEED_MAX, SEED_MIN
 from evaltune.server.http import ApiError, read_model
 from evaltune.server.state import SamplerSession, ServerState
 from evaltune.server.wire import encode_sample_response
@@ -77,6 +78,9 @@ def _check_sample_request(req: types.SampleRequest) -> None:
         raise ApiError(
             400, f"num_samples must be between 1 and {MAX_SAMPLES}; got {req.num_samples}"
         )
+    seed = req.sampling_params.seed
+    if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
+        raise ApiError(400, f"sampling_params.seed must be from -2**63 to 2**64-1; got {seed}")
 
 
 def service_router(state: ServerState) -> APIRouter:
