@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from evaltune.bridge import CheckpointNotFound
 from evaltune.engine import Engine, get_engine
 from evaltune.errors import EvaltuneError
-from evaltune.server.http import ApiError, GuardMiddleware, error_body
+from evaltune.server.http import ApiError, GuardMiddleware, KeyRedactor, error_body
 from evaltune.server.openai_routes import openai_router
 from evaltune.server.state import ServerConfig, ServerState
 from evaltune.server.tinker_rest import rest_router
@@ -32,6 +32,9 @@ from evaltune.server.tinker_training import training_router
 __all__ = ["create_app"]
 
 log = logging.getLogger("evaltune.server")
+# Where a request's URL or scope can be logged: uvicorn's access log and, at trace level, its
+# ASGI message log; the key filter sits on each while the app runs.
+LOGGERS = ("uvicorn.access", "uvicorn.asgi", "uvicorn.error", "evaltune.server")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -71,8 +74,15 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+        redactor = KeyRedactor(config.api_key)
+        for name in LOGGERS:
+            logging.getLogger(name).addFilter(redactor)
+        try:
+            yield
+        finally:
+            for name in LOGGERS:
+                logging.getLogger(name).removeFilter(redactor)
+            state.close()
 
     app = FastAPI(
         title="evaltune serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan

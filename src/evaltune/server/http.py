@@ -5,6 +5,9 @@ status, whichever protocol the route speaks (OpenAI clients read that shape; the
 puts the body into its exception message). The key check and the size check run as a small
 ASGI middleware before any route, so a request with a wrong key or an oversize
 ``Content-Length`` never reaches a handler; bodies without a length are counted while read.
+Keys are accepted only in a header: a key in the URL (``?api_key=``, or the server's key
+anywhere in the path or query) is refused with a 401 and blanked in the request's scope, which
+is what uvicorn's access log prints; ``KeyRedactor`` blanks keys in any log record as well.
 JSON bodies are parsed within bounds (``MAX_JSON_DEPTH`` levels of nesting, integers of at most
 ``MAX_INT_DIGITS`` digits, finite numbers only), so a hostile body is a 400, not a 500.
 """
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
@@ -27,6 +32,7 @@ from evaltune.errors import EvaltuneError
 __all__ = [
     "ApiError",
     "GuardMiddleware",
+    "KeyRedactor",
     "error_body",
     "parse_json",
     "read_body",
@@ -68,6 +74,60 @@ def error_body(type_: str, message: str) -> dict[str, Any]:
     return {"error": {"type": type_, "message": message}}
 
 
+# Query parameters that carry a key by convention; their values never reach a log.
+_KEY_PARAM = re.compile(
+    r"(?i)(?<![^&?])((?:x[-_])?api[-_]?key|key|(?:access[-_])?token|auth(?:orization)?)=[^&]*"
+)
+REDACTED = "***"
+
+
+def _redact(text: str, key: str) -> str:
+    return _KEY_PARAM.sub(rf"\1={REDACTED}", text.replace(key, REDACTED) if key else text)
+
+
+class KeyRedactor(logging.Filter):
+    """Blank the server's key, and any ``api_key=``-style query value, in log records.
+
+    Installed on uvicorn's loggers while the app runs, so no log level (``trace`` included,
+    which prints every request's scope) writes a key that a client put in a URL.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return _redact(value, self.key)
+        if isinstance(value, bytes):
+            return _redact(value.decode("latin-1"), self.key).encode("latin-1")
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return type(value)(self._clean(v) for v in value)
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _redact(record.msg, self.key)
+        if record.args:
+            record.args = self._clean(record.args)
+        return True
+
+
+def _key_in_url(scope: Scope, key: str) -> bool:
+    """Whether the URL carries a key; if so, blank it in ``scope`` (the access log reads it)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope.get("path", "")
+    clean_query, clean_path = _redact(query, key), path.replace(key, REDACTED)
+    if clean_query == query and clean_path == path:
+        return False
+    scope["query_string"] = clean_query.encode("latin-1")
+    scope["path"] = clean_path
+    scope["raw_path"] = clean_path.encode()
+    return True
+
+
 def _presented_key(headers: dict[bytes, bytes]) -> str | None:
     if key := headers.get(b"x-api-key"):
         return key.decode("latin-1").strip()
@@ -93,6 +153,15 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _key_in_url(scope, self._key.decode()):
+            error = ApiError(
+                401,
+                "an API key in the URL is refused (URLs end up in logs and browser history); "
+                "send it only in a header, 'Authorization: Bearer <key>' or 'X-API-Key: <key>', "
+                "and consider the key exposed",
+            )
+            await error.response()(scope, receive, send)
             return
         headers = dict(scope["headers"])
         presented = _presented_key(headers)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from evaltune.server.http import ApiError, GuardMiddleware, read_body, read_model
+from evaltune.server.http import ApiError, GuardMiddleware, KeyRedactor, read_body, read_model
 
 KEY = "tml-test-key"
 LIMIT = 1000
@@ -94,3 +94,29 @@ def test_zstd_bodies_are_inflated_within_the_limit() -> None:
     assert garbage.status_code == 400
     other = client.post("/raw", content=b"x", headers={"X-API-Key": KEY, "Content-Encoding": "br"})
     assert other.status_code == 415
+
+
+def test_a_key_in_the_url_is_refused_even_with_the_right_header() -> None:
+    client = make_client()
+    ok = {"name": "a", "count": 1}
+    for url in (f"/echo?api_key={KEY}", "/echo?x=1&API-KEY=tml-other", f"/echo?k={KEY}"):
+        for headers in ({}, {"X-API-Key": KEY}):
+            refused = client.post(url, json=ok, headers=headers)
+            assert refused.status_code == 401, url
+            assert "header" in error_of(refused)["message"] and KEY not in refused.text
+
+
+def test_key_redactor_blanks_keys_in_messages_and_arguments() -> None:
+    import logging
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "%s - %s %s", None, None
+    )
+    record.args = ("127.0.0.1", "GET", f"/v1/models?api_key={KEY}&token=abc")
+    scope = {"query_string": f"key={KEY}".encode(), "path": "/v1/models"}
+    trace = logging.LogRecord("uvicorn.asgi", 5, __file__, 1, "scope=%s", None, None)
+    trace.args = (scope,)
+    redactor = KeyRedactor(KEY)
+    for r in (record, trace):
+        assert redactor.filter(r) and KEY not in r.getMessage()
+    assert record.args[2] == "/v1/models?api_key=***&token=***"
