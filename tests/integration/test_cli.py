@@ -371,3 +371,71 @@ def test_train_rejects_negative_steps(runner: CliRunner, tiny_config: Path) -> N
     assert result.exit_code == 2
     assert "steps" in unwrapped(result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# -- literal error text, short values, no model code on the config error path ----------------
+def test_markup_in_a_path_prints_literally(runner: CliRunner, tmp_path: Path) -> None:
+    # rich would parse "[/x]" as a closing tag (MarkupError), drop "[bold]" and turn ":smile:"
+    # into an emoji: error text is printed as it is.
+    path = tmp_path / "[/x]" / "[bold]run:smile:.yaml"
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"config file not found: {path}" in unwrapped(result.stderr)
+    assert "Traceback" not in result.output
+
+
+def test_markup_in_an_override_prints_literally(runner: CliRunner, tiny_config: Path) -> None:
+    result = runner.invoke(app, ["run", str(tiny_config), "training.learning_rate=[red]x[/]"])
+    assert result.exit_code == 2, result.output
+    assert "override 'training.learning_rate=[red]x[/]'" in unwrapped(result.stderr)
+
+
+def test_markup_in_a_data_field_prints_literally(
+    runner: CliRunner, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text('{"question": "q", "answer": "a", "tags": "[/oops]"}\n')
+    args = ["eval", "--model", str(tiny_model_dir), "--suite", str(suite)]
+    result = runner.invoke(app, [*args, "--max-tokens", "2"])
+    assert result.exit_code == 0, result.output
+    assert "│ [/oops] │" in result.stdout  # the per-tag table, tag as written
+    assert "Traceback" not in result.output
+
+
+def test_a_huge_value_is_shortened_in_the_error(runner: CliRunner, tiny_config: Path) -> None:
+    value = "x" * 100_000
+    result = runner.invoke(app, ["run", str(tiny_config), f"training.learning_rate={value}"])
+    assert result.exit_code == 2, result.output
+    assert "characters left out" in result.stderr
+    assert max(len(line) for line in result.stderr.splitlines()) < 1000
+
+
+def test_shorten_keeps_short_lines_and_cuts_long_ones() -> None:
+    from evaltune.cli.console import shorten
+
+    assert shorten("a\nb [/x]") == "a\nb [/x]"
+    cut = shorten("head" + "x" * 5000 + "tail", limit=100)
+    assert cut.startswith("headx") and cut.endswith("xtail") and len(cut) < 150
+    assert "(4908 characters left out)" in cut
+
+
+def test_a_bad_config_imports_no_model_code(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: tiny\nfoo: 1\n")
+    script = (
+        "import sys\n"
+        "from evaltune.cli import app\n"
+        f"try:\n    app(['run', {str(bad)!r}])\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'tinker') if m in sys.modules]\n"
+        "print('exit', code, 'heavy', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "foo: unknown field" in done.stderr
+    assert done.stdout.strip() == "exit 2 heavy []", done.stderr
+

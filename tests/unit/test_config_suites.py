@@ -13,9 +13,15 @@ from types import SimpleNamespace
 import pytest
 
 from evaltune.config import NameCatalog, load_config, registered_names
-from evaltune.config.schema import LOWER_IS_BETTER
+from evaltune.config.schema import (
+    LOWER_IS_BETTER,
+    BenchmarkSuiteConfig,
+    BundleSuiteConfig,
+    FileSuiteConfig,
+    NLLSuiteConfig,
+)
 from evaltune.errors import ConfigError
-from evaltune.evals import GRADER_NAMES
+from evaltune.evals import GRADER_NAMES, GeneratedSuite, NLLSuite
 from evaltune.evals import LOWER_IS_BETTER as EVALS_LOWER_IS_BETTER
 from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
 from evaltune.loop.context import CONFIG_NAMES, build_suites
@@ -110,16 +116,13 @@ def test_defaults_resolve_per_kind(workdir: Path) -> None:
         "  - {name: general, bundle: quick, role: guard, tolerance: 0.05}\n",
     )
     qa, val, gsm, general = cfg.evals
+    assert isinstance(qa, FileSuiteConfig) and isinstance(val, NLLSuiteConfig)
+    assert isinstance(gsm, BenchmarkSuiteConfig) and isinstance(general, BundleSuiteConfig)
     assert (qa.grader, qa.metric, qa.higher_is_better, qa.max_tokens) == (
         "normalized", "accuracy", True, None)  # fmt: skip
-    assert (val.grader, val.metric, val.higher_is_better, val.threshold) == (
-        None,
-        "nll",
-        False,
-        2.5,
-    )
+    assert (val.metric, val.higher_is_better, val.threshold) == ("nll", False, 2.5)
     assert (gsm.grader, gsm.file) == (None, str(workdir / "gsm8k.jsonl"))
-    assert (general.bundle, general.file) == ("quick", None)
+    assert (general.bundle, general.data_dir) == ("quick", None)
 
 
 def test_grader_settings_and_paths(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +160,7 @@ def test_grader_settings_and_paths(workdir: Path, monkeypatch: pytest.MonkeyPatc
         ("  - {name: a, bundle: chat, grader: exact, threshold: 0.5}\n",
          "evals.0.grader: expected no grader: a bundle's benchmarks use their own scorers"),
         ("  - {name: a, bundle: quick, grader_options: {match: exact}, threshold: 0.5}\n",
-         "evals.0.grader_options: expected no grader_options: only a suite with a grader"),
+         "evals.0.grader_options: expected no grader_options: a bundle's benchmarks use their own"),
         ("  - {name: a, file: qa.jsonl, data_dir: ., threshold: 0.5}\n",
          "evals.0.data_dir: expected no data_dir: only a bundle reads one"),
         ("  - {name: a, bundle: quick, data_dir: nowhere, threshold: 0.5}\n",
@@ -229,20 +232,22 @@ def test_build_suites_expands_bundles_and_builds_graders(
     with pytest.raises(ConfigError, match=r"evals\[2\] \(m\): .*hf://HuggingFaceH4/MATH-500"):
         build_suites(cfg, SimpleNamespace(name="role_colon"))  # math.jsonl is not in data/
     (workdir / "data" / "math.jsonl").write_text((FIXTURES / "math.jsonl").read_text())
-    suites = build_suites(cfg, SimpleNamespace(name="role_colon"))
-    assert [s.name for s in suites] == ["qa", "val", "m-gsm8k", "m-math", "j"]
-    qa, val, m_gsm, m_math, judged = suites
-    assert qa.grader is not None and qa.grader("4", "4", qa.examples[0]).score == 1.0
-    assert (val.kind, val.grader, val.rule.higher_is_better, val.rule.metric) == (
-        "nll", None, False, "nll")  # fmt: skip
+    pairs = build_suites(cfg, SimpleNamespace(name="role_colon"))
+    assert [s.name for s, _ in pairs] == ["qa", "val", "m-gsm8k", "m-math", "j"]
+    (qa, _), (val, val_rule), (m_gsm, m_gsm_rule), (m_math, _), (judged, _) = pairs
+    assert isinstance(qa, GeneratedSuite) and qa.grader("4", "4", qa.examples[0]).score == 1.0
+    assert isinstance(val, NLLSuite) and val.kind == "nll"
+    assert (val_rule.higher_is_better, val_rule.metric) == (False, "nll")
+    assert isinstance(m_gsm, GeneratedSuite)
     assert len(m_gsm.examples) == 2 and m_gsm.max_tokens == 512
-    assert m_gsm.rule == SuiteRule("m-gsm8k", "accuracy", "guard", None, 0.0, True)
-    assert m_math.provenance["grader"] == "math"
+    assert m_gsm_rule == SuiteRule("m-gsm8k", "accuracy", "guard", None, 0.0, True)
+    assert isinstance(m_math, GeneratedSuite) and m_math.provenance["grader"] == "math"
+    assert isinstance(judged, GeneratedSuite)
     assert (
         judged.provenance["grader_options"]["backend"]
         == "<EndpointChat jm at http://127.0.0.1:9/v1>"
     )
-    assert len({s.suite_hash for s in suites}) == 5
+    assert len({s.suite_hash for s, _ in pairs if isinstance(s, GeneratedSuite | NLLSuite)}) == 5
 
 
 def test_build_suites_rejects_clashing_bundle_names(workdir: Path) -> None:
@@ -252,7 +257,10 @@ def test_build_suites_rejects_clashing_bundle_names(workdir: Path) -> None:
         "  - {name: s-safety-x, file: qa.jsonl, role: guard}\n"
         "  - {name: s-safety, file: qa.jsonl, role: guard}\n",
     )
-    assert [s.name for s in build_suites(cfg, SimpleNamespace(name="r"))][:2] == ["s", "s-safety-x"]
+    assert [s.name for s, _ in build_suites(cfg, SimpleNamespace(name="r"))][:2] == [
+        "s",
+        "s-safety-x",
+    ]
     clash = load(
         workdir,
         "  - {name: t, bundle: safety, role: guard}\n"
@@ -287,8 +295,8 @@ def test_a_judge_on_the_runs_backend(
         f"    judge: {{model: '{tiny_model_dir}', max_tokens: 4}}\n",
     )
     service = ServiceClient(checkpoint_dir=tmp_path_factory.mktemp("judge-ckpt"))
-    (suite,) = build_suites(cfg, SimpleNamespace(name="role_colon"), service)
-    assert suite.grader is not None and isinstance(suite.grader.backend, SamplerChat)
+    ((suite, _),) = build_suites(cfg, SimpleNamespace(name="role_colon"), service)
+    assert isinstance(suite, GeneratedSuite) and isinstance(suite.grader.backend, SamplerChat)
     (reply,) = suite.grader.backend.complete_many([[Message("user", "Score this: 4")]])
     assert isinstance(reply, str)  # the tiny model's judgement: sampled through the backend
     # the judge prompt does not fit the tiny model's 256-token context: said, with the judge
@@ -296,3 +304,84 @@ def test_a_judge_on_the_runs_backend(
         suite.grader("4", "4", suite.examples[0])
     with pytest.raises(ConfigError, match="needs the run's backend"):
         build_suites(cfg, SimpleNamespace(name="role_colon"))
+
+
+# -- the suite union: which kind a suite is, and what each kind rejects ---------------------------
+def test_the_source_key_picks_the_kind_of_suite(workdir: Path) -> None:
+    cfg = load(
+        workdir,
+        "  - {name: a, file: qa.jsonl, threshold: 0.5}\n"
+        "  - {name: b, benchmark: gsm8k, threshold: 0.5}\n"
+        "  - {name: c, bundle: quick, role: guard}\n"
+        "  - {name: d, kind: nll, file: val.jsonl, threshold: 2}\n"
+        "  - {name: e, kind: generate, file: qa.jsonl, threshold: 0.5}\n",
+    )
+    assert [type(s).__name__ for s in cfg.evals] == [
+        "FileSuiteConfig", "BenchmarkSuiteConfig", "BundleSuiteConfig", "NLLSuiteConfig",
+        "FileSuiteConfig"]  # fmt: skip
+
+
+def test_two_sources_none_and_misplaced_keys_are_all_reported_at_once(workdir: Path) -> None:
+    path = workdir / "run.yaml"
+    path.write_text(
+        HEAD + "  - {name: a, bundle: quick, benchmark: gsm8k, threshold: 0.5}\n"
+        "  - {name: b, threshold: 0.5}\n"
+        "  - {name: c, file: qa.jsonl, grader: regex, threshold: 2}\n"
+        "  - {name: d, kind: nll, file: val.jsonl, temperature: 0.5, threshold: 2}\n"
+        "  - {name: e, kind: ppl, file: qa.jsonl, role: guard}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"6 problems in {path}:",
+        f"  {path}:4: evals.0.bundle: expected no bundle together with `benchmark`: set one of "
+        'them; found "quick"',
+        f"  {path}:5: evals.1.file: expected a non-empty string: the suite's data file (or set "
+        "`benchmark`, `bundle` or `inspect`)",
+        f"  {path}:6: evals.2.pattern: expected a regular expression: the regex grader needs "
+        "`pattern`",
+        f"  {path}:6: evals.2.threshold: expected a number in [0, 1] or null; found 2",
+        f"  {path}:7: evals.3.temperature: expected no temperature: an NLL suite samples "
+        "nothing; found 0.5",
+        f'  {path}:8: evals.4.kind: expected one of: generate, nll; found "ppl"',
+    ]
+
+
+def test_an_unknown_key_of_a_suite_suggests_from_its_own_kind(workdir: Path) -> None:
+    message = error(workdir, "  - {name: a, bundle: quick, limt: 3, role: guard}\n")
+    assert "evals.0.limt: unknown field; did you mean 'limit'?" in message
+
+
+def test_a_snapshot_from_before_the_union_still_loads(workdir: Path) -> None:
+    # every suite once had every key; a run folder's config.yaml of then must still resume
+    old = {
+        "kind": "generate", "benchmark": None, "bundle": None, "inspect": None, "task_args": {},
+        "file": None, "data_dir": None, "role": "target", "grader": None, "pattern": None,
+        "function": None, "judge": None, "grader_options": {}, "metric": "accuracy",
+        "higher_is_better": True, "threshold": 0.5, "tolerance": 0.0, "max_tokens": None,
+        "temperature": 0.0, "limit": None,
+    }  # fmt: skip
+    suites = [
+        {**old, "name": "qa", "file": str(workdir / "qa.jsonl"), "grader": "normalized"},
+        {**old, "name": "val", "kind": "nll", "file": str(workdir / "val.jsonl"), "metric": "nll",
+         "higher_is_better": False, "threshold": 2.5},
+        {**old, "name": "g", "bundle": "quick", "role": "guard", "threshold": None},
+    ]  # fmt: skip
+    path = workdir / "snapshot.yaml"
+    path.write_text(json.dumps({"data": {"train": str(workdir / "train.jsonl")}, "evals": suites}))
+    qa, val, g = load_config(path).evals
+    assert isinstance(qa, FileSuiteConfig) and qa.grader == "normalized"
+    assert isinstance(val, NLLSuiteConfig) and not val.higher_is_better
+    assert isinstance(g, BundleSuiteConfig) and g.bundle == "quick"
+
+
+def test_an_override_reaches_a_key_of_the_suites_kind(workdir: Path) -> None:
+    path = workdir / "run.yaml"
+    path.write_text(
+        HEAD + "  - {name: a, file: qa.jsonl, grader: regex, pattern: x, threshold: 0.5}\n"
+    )
+    assert load_config(path, ["evals.0.pattern=y+"]).evals[0].pattern == "y+"
+    with pytest.raises(ConfigError, match=r"override 'evals\.0\.data_dir=\.': evals\.0\.data_dir: "
+                       "expected no data_dir: only a bundle reads one"):  # fmt: skip
+        load_config(path, ["evals.0.data_dir=."])

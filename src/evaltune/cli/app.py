@@ -3,14 +3,16 @@
 The composition root: the ``run``, ``demo``, ``resume``, ``train``, ``eval``, ``init`` and
 ``models`` commands, with ``bench``, ``compare``, ``serve`` and ``suites`` from their modules.
 Consoles and the error guard (one red line and an exit code for a user's mistake) live in
-``cli/console.py``.
+``cli/console.py``. Nothing that imports the model stack (torch, transformers, tinker) is
+imported before a command's config has been validated: a bad config answers at once.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +25,9 @@ from evaltune.cli.console import console, guarded, out, set_debug
 from evaltune.cli.serve import serve
 from evaltune.cli.suites import suites
 from evaltune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evaltune.config import RunConfig
 
 app = typer.Typer(
     help="Evaluation-driven LoRA fine-tuning: train, evaluate, find failures, retrain.",
@@ -54,12 +59,26 @@ def main(
     set_debug(debug)
 
 
+def _load_config(config: Path, overrides: Sequence[str]) -> RunConfig:
+    """The validated config, checked before any model code is imported.
+
+    The pluggable names (graders, benchmarks, policies) are listed by layers that import the
+    model stack, so a first pass checks everything else without them; once that passes,
+    importing ``loop.context`` registers their catalogue and a second pass checks them too.
+    """
+    from evaltune.config import NameCatalog, load_config
+
+    load_config(config, overrides, names=NameCatalog())
+    import evaltune.loop.context  # noqa: F401  (registers the name catalogue)
+
+    return load_config(config, overrides)
+
+
 def _run_config(config: Path, overrides: list[str] | None) -> Path:
+    cfg = _load_config(config, overrides or ())
     from evaltune.cli.reporter import RichReporter
-    from evaltune.config import load_config
     from evaltune.loop import run_loop
 
-    cfg = load_config(config, overrides or ())
     with RichReporter(console) as reporter:
         run = run_loop(cfg, reporter)
     out.print(f"run folder: {run.path.resolve()}")
@@ -115,9 +134,14 @@ def train(
     ] = None,
 ) -> None:
     """One SFT run on data.train: train loss per step, validation loss before and after."""
-    from evaltune.cli.oneshot import train_once
 
-    guarded(lambda: train_once(config, overrides or (), steps, console, out))
+    def go() -> Path:
+        cfg = _load_config(config, overrides or ())
+        from evaltune.cli.oneshot import train_once
+
+        return train_once(cfg, steps, console, out)
+
+    guarded(go)
 
 
 class _EvalCommand(TyperCommand):

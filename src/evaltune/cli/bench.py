@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evaltune.cli.console import console, guarded, out
 from evaltune.errors import ConfigError, EvalError
@@ -36,8 +37,11 @@ def print_accuracy(result: EvalResult, out: Console) -> None:
     """Accuracy with its interval, then accuracy per tag."""
     m = result.metrics
     out.print(
-        f"[bold]{result.suite}[/]: accuracy {m['accuracy']:.3f} "
-        f"[{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] on {int(m['n'])} items",
+        Text.assemble(
+            (result.suite, "bold"),
+            f": accuracy {m['accuracy']:.3f} "
+            f"[{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] on {int(m['n'])} items",
+        ),
         highlight=False,
     )
     if result.per_tag:

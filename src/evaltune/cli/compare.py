@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evaltune.cli.console import guarded, out
 from evaltune.errors import ConfigError
@@ -34,9 +35,8 @@ def _p(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-4 else "<1e-4"
 
 
-def _verdict(verdict: str) -> str:
-    style = _STYLE.get(verdict, "")
-    return f"[{style}]{verdict}[/]" if style else verdict
+def _verdict(verdict: str) -> Text:
+    return Text(verdict, style=_STYLE.get(verdict, ""))
 
 
 def print_comparison(data: dict, out: Console, show: int = 10) -> None:
@@ -44,14 +44,17 @@ def print_comparison(data: dict, out: Console, show: int = 10) -> None:
     for side in ("a", "b"):
         h = data[side]
         out.print(
-            f"[bold]{side.upper()}[/]: suite {h['suite']} · model {h['model_path'] or 'base'} · "
-            f"{h['n']} samples · {h['created_at']}",
+            Text.assemble(
+                (side.upper(), "bold"),
+                f": suite {h['suite']} · model {h['model_path'] or 'base'} · "
+                f"{h['n']} samples · {h['created_at']}",
+            ),
             highlight=False,
         )
     if data["same_suite"]:
         out.print(f"same suite (hash {data['a']['suite_hash'][:12]}): {data['shared']} paired")
     for note in data["notes"]:
-        out.print(f"[yellow]note[/]: {note}", highlight=False)
+        out.print(Text.assemble(("note", "yellow"), f": {note}"), highlight=False)
     if data["only_a"] or data["only_b"]:
         out.print(f"unpaired: {data['only_a']} only in A, {data['only_b']} only in B")
     table = Table("metric", "n", "A", "B", "Δ (B − A)", "p", "test", "verdict")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from rich.table import Table
 from evaltune.backends.local import ServiceClient, run_checkpoint_dir
 from evaltune.cli.bench import print_accuracy
 from evaltune.cli.reporter import RichReporter
-from evaltune.config import dump_config, load_config
+from evaltune.config import RunConfig, dump_config
 from evaltune.data import get_renderer, load_many
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import EvalResult, compute_suite_hash, evaluate_examples, make_grader
@@ -78,10 +77,7 @@ def eval_once(
     return result
 
 
-def train_once(
-    config: Path, overrides: Sequence[str], steps: int | None, console: Console, out: Console
-) -> Path:
-    cfg = load_config(config, overrides)
+def train_once(cfg: RunConfig, steps: int | None, console: Console, out: Console) -> Path:
     workspace = Path(cfg.output.workspace) if cfg.output.workspace else Path.cwd()
     run = RunDir.create(workspace, f"train-{cfg.output.run_name or Path(cfg.data.train[0]).stem}")
     run.write_text("config.yaml", dump_config(cfg))

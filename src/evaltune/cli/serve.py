@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from evaltune.cli.console import console, guarded, out
 from evaltune.errors import ConfigError
@@ -94,8 +95,11 @@ def serve(
         out.print(f"  OpenAI:     base_url={url}/v1 api_key=<key>")
         if host not in LOOPBACK:
             console.print(
-                f"[yellow]warning[/]: listening on {host}, reachable from other machines; the "
-                "API key is the only protection and traffic is not encrypted (no TLS)"
+                Text.assemble(
+                    ("warning", "yellow"),
+                    f": listening on {host}, reachable from other machines; the API key is the "
+                    "only protection and traffic is not encrypted (no TLS)",
+                )
             )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evaltune.cli.console import guarded, out
 from evaltune.errors import ConfigError
@@ -56,7 +57,7 @@ def _benchmark(name: str, out: Console) -> None:
     from evaltune.evals.benchmarks import get_benchmark
 
     b = get_benchmark(name)
-    out.print(f"[bold]{b.title}[/] ({b.name}): {b.about}", highlight=False)
+    out.print(Text.assemble((b.title, "bold"), f" ({b.name}): {b.about}"), highlight=False)
     out.print(f"upstream schema: {b.schema}", highlight=False)
     out.print(f"scorer: grader {b.grader} · max_tokens {b.max_tokens} · data: {_source(b)}")
     out.print("prompt template:" if b.template else "prompt: the record's own", highlight=False)

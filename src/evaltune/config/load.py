@@ -25,6 +25,7 @@ from evaltune.config.messages import (
     describe,
     dotted,
     field_at,
+    fields_of,
     is_model,
     show,
     split_annotated,
@@ -32,6 +33,7 @@ from evaltune.config.messages import (
 )
 from evaltune.config.names import NameCatalog, registered_names
 from evaltune.config.schema import (
+    SUITE_SOURCES,
     FieldError,
     RunConfig,
     did_you_mean,
@@ -288,8 +290,17 @@ def _duplicate_keys(source: _Source) -> list[tuple[int, str]]:
     return found
 
 
+def _untagged(loc: Loc) -> Loc:
+    """``loc`` without the tag a tagged union puts after its position (``evals.0.bundle.limit``
+    is ``evals.0.limit`` in the file); the tagged ``loc`` still finds the variant's fields."""
+    if len(loc) > 2 and loc[0] == "evals" and isinstance(loc[1], int) and loc[2] in SUITE_SOURCES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _format(err: ErrorDetails, source: _Source, reported: set[Loc]) -> tuple[int, str] | None:
-    loc: Loc = tuple(err["loc"])
+    tagged: Loc = tuple(err["loc"])
+    loc = _untagged(tagged)
     ctx = err.get("ctx") or {}
     found: str | None = "nothing" if err["type"] == "missing" else show(err.get("input"))
     exc = ctx.get("error")
@@ -301,9 +312,9 @@ def _format(err: ErrorDetails, source: _Source, reported: set[Loc]) -> tuple[int
         elif exc.found is not FieldError.UNSET:
             found = show(exc.found)
     elif err["type"] == "extra_forbidden":
-        expected, found = _unknown_field(loc), None
+        expected, found = _unknown_field(tagged, tagged=True), None
     else:
-        expected = _expected(err, loc)
+        expected = _expected(err, tagged)
     if err["type"] != "extra_forbidden":
         expected = f"expected {expected}"
     if source.provenance and source.source_loc(loc) in reported:
@@ -318,22 +329,21 @@ def _format(err: ErrorDetails, source: _Source, reported: set[Loc]) -> tuple[int
 _FAN_OUT = ("eval_threshold",)  # seed keys copied into several RunConfig fields
 
 
-def _unknown_field(loc: Loc) -> str:
+def _unknown_field(loc: Loc, *, tagged: bool = False) -> str:
     name = str(loc[-1])
     if "api_key" in name and name != "api_key_env":
         return (
             "unknown field: never put a key in a config; set it in the environment variable "
             "named by tinker.api_key_env (default TINKER_API_KEY)"
         )
-    ann, _ = field_at(loc[:-1])
-    inner, _ = split_annotated(ann)
-    fields = list(inner.model_fields) if is_model(inner) else []
-    return "unknown field; " + suggest_field(name, fields)
+    ann, _ = field_at(loc[:-1], tagged=tagged)
+    return "unknown field; " + suggest_field(name, fields_of(ann))
 
 
 def _expected(err: ErrorDetails, loc: Loc) -> str:
+    """What was expected at ``loc``, a validation error's (tagged) location."""
     kind = err["type"]
-    ann, info = field_at(loc)
+    ann, info = field_at(loc, tagged=True)
     wanted = describe(ann) if ann is not None else None
     if kind == "value_error":  # a validator's own sentence says it best
         return err["msg"].removeprefix("Value error, ")

@@ -11,12 +11,22 @@ import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
-from pydantic import BaseModel
+from pydantic import BaseModel, Tag
 from pydantic.fields import FieldInfo
 
 from evaltune.config.schema import RunConfig, did_you_mean
 
-__all__ = ["describe", "dotted", "field_at", "is_model", "show", "split_annotated", "suggest_field"]
+__all__ = [
+    "describe",
+    "dotted",
+    "field_at",
+    "fields_of",
+    "is_model",
+    "show",
+    "split_annotated",
+    "suggest_field",
+    "variants",
+]
 
 Loc = tuple[str | int, ...]
 
@@ -54,13 +64,48 @@ def is_model(ann: Any) -> bool:
     return isinstance(ann, type) and issubclass(ann, BaseModel)
 
 
-def field_at(loc: Loc) -> tuple[Any, FieldInfo | None]:
+def variants(ann: Any) -> dict[str, type[BaseModel]]:
+    """The members of a tagged union of models (``EvalSuiteConfig``) by tag; {} for any other
+    annotation."""
+    inner, _ = split_annotated(ann)
+    members, _ = _members(inner)
+    out: dict[str, type[BaseModel]] = {}
+    for member in members:
+        model, metadata = split_annotated(member)
+        tag = next((m.tag for m in metadata if isinstance(m, Tag)), None)
+        if tag is not None and is_model(model):
+            out[tag] = model
+    return out
+
+
+def fields_of(ann: Any) -> list[str]:
+    """The field names of a model, or of every variant of a tagged union, in order."""
+    inner, _ = split_annotated(ann)
+    models = [inner] if is_model(inner) else list(variants(ann).values())
+    return list(dict.fromkeys(name for model in models for name in model.model_fields))
+
+
+def field_at(loc: Loc, *, tagged: bool = False) -> tuple[Any, FieldInfo | None]:
     """The annotation at a RunConfig ``loc`` and the FieldInfo of its last named field.
 
-    ``(None, None)`` when ``loc`` leaves the schema; ``Any`` inside a free-form mapping."""
+    ``(None, None)`` when ``loc`` leaves the schema; ``Any`` inside a free-form mapping. At a
+    tagged union, a ``tagged`` loc (a validation error's) names the variant next; an untagged one
+    (an override's) finds the first variant with the key."""
     ann: Any = RunConfig
     info: FieldInfo | None = None
-    for part in loc:
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        members_by_tag = variants(ann)
+        if members_by_tag and tagged:
+            if part not in members_by_tag:
+                return None, None
+            ann = members_by_tag[str(part)]
+            continue
+        if members_by_tag:
+            ann = next((m for m in members_by_tag.values() if part in m.model_fields), None)
+            if ann is None:
+                return None, None
         inner, _ = split_annotated(ann)
         members, _ = _members(inner)
         inner = members[0] if len(members) == 1 else inner
@@ -101,13 +146,16 @@ def _all_field_locs(model: type[BaseModel] = RunConfig, prefix: Loc = ()) -> lis
 
 def describe(ann: Any, metadata: list[Any] | None = None) -> str:
     """What a value of this annotation looks like, in words: "an integer >= 1"."""
+    if variants(ann):
+        return "a mapping"
     ann, more = split_annotated(ann)
     metadata = [*(metadata or []), *more]
     members, nullable = _members(ann)
     if len(members) > 1:
         text = " or ".join(describe(m, metadata if i == 0 else None) for i, m in enumerate(members))
     else:
-        text = _describe_one(members[0], metadata)
+        one, inner = split_annotated(members[0])  # str | None with the str Annotated
+        text = _describe_one(one, [*metadata, *inner])
     return f"{text} or null" if nullable else text
 
 
@@ -127,7 +175,8 @@ def _describe_one(ann: Any, metadata: list[Any]) -> str:
         return "a non-empty string" if _min_len(metadata) else "a string"
     if get_origin(ann) in (tuple, list):
         item, _ = split_annotated(get_args(ann)[0])
-        return "a list of mappings" if is_model(item) else "a list of strings"
+        mappings = is_model(item) or bool(variants(get_args(ann)[0]))
+        return "a list of mappings" if mappings else "a list of strings"
     if get_origin(ann) is dict or is_model(ann):
         return "a mapping"
     return "a value"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import inspect
 import types
+from collections.abc import Sequence
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from evaltune.config.messages import describe, is_model, show, split_annotated
+from evaltune.config.messages import describe, is_model, show, split_annotated, variants
 from evaltune.config.schema import RunConfig
 from evaltune.config.seed import SEED_KEYS
 
@@ -94,24 +95,57 @@ def render_reference() -> str:
     return "\n".join(parts)
 
 
-def _sections(model: type[BaseModel], title: str, anchor_key: str) -> list[str]:
+def _sections(
+    model: type[BaseModel],
+    title: str,
+    anchor_key: str,
+    only: Sequence[str] | None = None,
+    done: set[str] | None = None,
+    shown_as: str | None = None,
+) -> list[str]:
+    """The section of ``model`` (its fields ``only``, when given, in that order) and of the
+    models below it; ``done`` holds the keys already given a section (two suite kinds share
+    `judge`); ``shown_as`` names the model in the title."""
+    done = set() if done is None else done
     doc = inspect.cleandoc(model.__doc__ or "")
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
-    nested: list[tuple[str, type[BaseModel]]] = []
-    for name, info in model.model_fields.items():
+    nested: list[tuple[str, type[BaseModel] | dict[str, type[BaseModel]]]] = []
+    for name in model.model_fields if only is None else only:
+        info = model.model_fields[name]
         sub = _sub_model(info)
         key = f"{anchor_key}{name}"
-        if sub is not None:
-            is_list = get_origin(split_annotated(info.annotation)[0]) is tuple
-            nested.append((f"{key}[]" if is_list else key, sub))
+        is_list = get_origin(split_annotated(info.annotation)[0]) is tuple
+        union = variants(get_args(info.annotation)[0]) if is_list else variants(info.annotation)
+        if sub is not None or union:
+            nested.append((f"{key}[]" if is_list else key, sub or union))
         rows.append(
-            f"| `{name}` | {_cell(_type(info, sub))} | {_cell(_default(info))} | "
+            f"| `{name}` | {_cell(_type(info, sub, union))} | {_cell(_default(info))} | "
             f"{_cell(info.description or '')} |"
         )
-    out = [f"## {title} (`{model.__name__}`)\n\n{doc}\n\n" + "\n".join(rows) + "\n"]
+    name = shown_as or model.__name__
+    out = [f"## {title} (`{name}`)\n\n{doc}\n\n" + "\n".join(rows) + "\n"]
     for key, sub in nested:
-        out += _sections(sub, f"`{key}`", f"{key}.")
+        if isinstance(sub, dict):
+            out += _union_sections(key, sub, done)
+        elif key not in done:
+            done.add(key)
+            out += _sections(sub, f"`{key}`", f"{key}.", done=done)
     return out
+
+
+def _union_sections(key: str, union: dict[str, type[BaseModel]], done: set[str]) -> list[str]:
+    """A tagged union (the suite kinds): the keys its members share, then each member's own."""
+    (base,) = {model.__mro__[1] for model in union.values()}
+    out = _sections(base, f"`{key}`", f"{key}.", done=done, shown_as="EvalSuiteConfig")
+    nested: list[str] = []
+    for tag, model in union.items():
+        declared = vars(model).get("__annotations__", {})
+        own = [name for name in declared if name in model.model_fields]  # as the class lists them
+        label = "kind: nll" if tag == "nll" else tag
+        section, *below = _sections(model, f"`{key}` with `{label}`", f"{key}.", own, done)
+        out.append(section)
+        nested += below  # after every kind's own section (`judge`)
+    return out + nested
 
 
 def _sub_model(info: FieldInfo) -> type[BaseModel] | None:
@@ -124,7 +158,12 @@ def _sub_model(info: FieldInfo) -> type[BaseModel] | None:
     return ann if is_model(ann) else None
 
 
-def _type(info: FieldInfo, sub: type[BaseModel] | None) -> str:
+def _type(
+    info: FieldInfo, sub: type[BaseModel] | None, union: dict[str, type[BaseModel]] | None = None
+) -> str:
+    if union:
+        kinds = ", ".join(f"`{m.__name__}`" for m in union.values())
+        return f"list of mappings (one of: {kinds}; below)"
     if sub is not None:
         kind = "list of mappings" if get_origin(info.annotation) is tuple else "mapping"
         null = " or null" if type(None) in get_args(info.annotation) else ""

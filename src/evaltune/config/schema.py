@@ -12,9 +12,13 @@ Every model is frozen and forbids unknown keys; every field carries a ``descript
 Cross-field rules are field validators that read earlier fields (``info.data``), so each error
 lands on the field to fix: a target suite without a threshold errors at ``evals.N.threshold``.
 
+An eval suite is a tagged union (``EvalSuiteConfig``): one model per source (file, benchmark,
+bundle, Inspect task, NLL), told apart by the key that names the source (``suite_source``), so a
+variant has only the keys it uses and says why it rejects another's (``no file with a bundle``).
+
 Over 500 lines because every section model lives here, next to the ``FieldError`` and context
-helpers their validators share; ``EvalSuiteConfig`` (with ``JudgeConfig``) is the largest and the
-first candidate to move to a module of its own.
+helpers their validators share; the suite variants are the largest part and the first
+candidate to move to a module of its own.
 """
 
 from __future__ import annotations
@@ -22,40 +26,52 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    ModelWrapValidatorHandler,
+    Tag,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from evaltune.config.names import NameCatalog, registered_names
 
 __all__ = [
+    "GRADER_SETTINGS",
     "LOWER_IS_BETTER",
+    "SUITE_SOURCES",
     "UNBOUNDED_METRICS",
+    "BenchmarkSuiteConfig",
+    "BundleSuiteConfig",
     "DataConfig",
     "EvalSuiteConfig",
     "FieldError",
+    "FileSuiteConfig",
+    "InspectSuiteConfig",
     "JudgeConfig",
     "LoopConfig",
     "LoraConfig",
+    "NLLSuiteConfig",
     "OutputConfig",
     "RunConfig",
     "TinkerConfig",
     "TrainingConfig",
     "did_you_mean",
     "map_paths",
+    "suite_source",
 ]
 
 LOWER_IS_BETTER: tuple[str, ...] = ("nll", "perplexity", "engagement_rate", "over_refusal_rate")
@@ -328,57 +344,131 @@ class JudgeConfig(_Section):
         return value
 
 
-class EvalSuiteConfig(_Section):
-    """One evaluation suite: what is asked (an application file, a public benchmark, a bundle of
-    them, or NLL on a file), how answers are graded, and what counts as passing."""
+# -- eval suites: a tagged union over the source ------------------------------------------------
+
+SUITE_SOURCES: tuple[str, ...] = ("file", "benchmark", "bundle", "inspect", "nll")
+"""The tags of the suite union (``EvalSuiteConfig``); ``suite_source`` picks one per suite."""
+
+GRADER_SETTINGS: dict[str, str] = {"regex": "pattern", "python": "function", "judge": "judge"}
+"""The graders that take a suite key of their own, and that key: required with its grader,
+rejected with any other. Every other option of a grader goes in ``grader_options``."""
+
+_GRADER_KEYS = ("grader", "pattern", "function", "judge", "grader_options")
+_ONLY_FOR = {
+    "data_dir": "no data_dir: only a bundle reads one (use `file` otherwise)",
+    "task_args": "no task_args: only an `inspect` task takes them",
+}
+# A key a suite does not have, given with its empty value, is ignored: every suite had every key
+# before the union, so snapshots in older run folders carry them (`bundle: null`, `kind: generate`).
+_EMPTY: dict[str, Any] = {
+    "kind": "generate",
+    "task_args": {},
+    "grader_options": {},
+    "temperature": 0.0,
+}
+_MISSING = object()
+
+
+def suite_source(value: Any) -> str:
+    """The tag of a suite: ``nll`` for ``kind: nll``, else the first of ``benchmark``, ``bundle``
+    and ``inspect`` that is set, else ``file``. The variant then rejects the keys of any other
+    source by name, so two sources, or none, get an error that says so."""
+    if isinstance(value, _SuiteConfig):
+        return value.source
+    if not isinstance(value, dict):
+        return "file"  # the variant reports that a mapping was expected
+    if value.get("kind") == "nll":
+        return "nll"
+    for key in ("benchmark", "bundle", "inspect"):
+        if value.get(key) is not None:
+            return key
+    return "file"
+
+
+def _known_grader(value: str, info: ValidationInfo) -> str:
+    _one_of(value, _names(info).graders)
+    return value
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise FieldError(f"a valid regular expression ({exc.msg} at position {exc.pos})") from None
+    return value
+
+
+def _inspect_task(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise FieldError("an Inspect task: tasks.py, tasks.py@name or a registered name")
+    path = value.split("@", 1)[0]
+    if path.endswith(".py"):
+        _existing_file(path, info)
+    return value
+
+
+def _existing_dir(value: str, info: ValidationInfo) -> str:
+    if _context(info).get("check_files") and not Path(value).is_dir():
+        raise FieldError("an existing folder")
+    return value
+
+
+GraderName = Annotated[str, AfterValidator(_known_grader)]
+Pattern = Annotated[
+    Annotated[str, AfterValidator(_compiles)] | None,
+    Field(
+        description="Regular expression for the `regex` grader (required there, rejected "
+        "elsewhere); must compile."
+    ),
+]
+Function = Annotated[
+    str | None,
+    Field(
+        description="The `python` grader's function: `package.module:function` or "
+        "`path/to/file.py:function` (relative to the config file). Required there only."
+    ),
+]
+Judge = Annotated[
+    JudgeConfig | None,
+    Field(description="The `judge` grader's model and rubric. Required there only."),
+]
+GraderOptions = Annotated[
+    dict[str, Any],
+    Field(
+        description="Further grader options, e.g. `{match: exact}` (gsm8k), `{mode: loose}` "
+        "(ifeval), `{timeout: 10, memory_mb: 2048}` (humaneval), `{rel_tol: 0.01}` (numeric)."
+    ),
+]
+MaxTokens = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="Longest sampled answer, in tokens; null: 64, or the benchmark's own "
+        "(e.g. 512 for gsm8k).",
+    ),
+]
+Temperature = Annotated[float, Field(ge=0, description="Sampling temperature; 0 is greedy.")]
+
+
+class _SuiteConfig(_Section):
+    """One evaluation suite: what is asked, how answers are graded, and what counts as passing.
+    The key that names the source says which kind of suite it is: `benchmark`, `bundle` or
+    `inspect` when one is set (only one may be), `kind: nll` for an NLL suite, else `file`, an
+    application file. Every suite has the keys below; each kind adds its own (next sections),
+    and a key of another kind is an error that says why (`no file with a bundle`)."""
+
+    # A variant says which keys of other variants it rejects and why (``misplaced``, and
+    # ``ungraded`` for every grader key), and how to ask for a missing required key
+    # (``required``); ``_keys`` reports those together with the rest of the suite's errors.
+
+    source: ClassVar[str]
+    misplaced: ClassVar[dict[str, str]] = {}
+    ungraded: ClassVar[str | None] = None  # why the grader keys are rejected, if they are
+    required: ClassVar[dict[str, str]] = {}
 
     name: str = Field(
         description="Suite name (letters, digits, `_`, `-`); used in metric keys "
         "(`eval/<name>/<metric>`) and file names. A bundle's suites are named `<name>-<benchmark>`."
-    )
-    kind: Literal["generate", "nll"] = Field(
-        "generate",
-        description="`generate`: sample an answer per item and grade it. `nll`: the negative "
-        "log-likelihood of each item's completion (`file`); metric `nll`, lower is better.",
-    )
-    benchmark: str | None = Field(
-        None,
-        description="A public benchmark format with its canonical prompt and scorer, by name "
-        "(`evaltune suites` lists them; docs/evaluation.md describes each). Its data: `file` "
-        "in the upstream schema, else the copy a package ships "
-        "(humaneval, safety, tutoring, tools), else the Hugging Face hub (needs `datasets` "
-        "and network).",
-    )
-    bundle: str | None = Field(
-        None,
-        description="Several benchmarks at once, one suite each: a bundle by size (`quick`, "
-        "`standard`, `comprehensive`) or a template by use case (`chat`, `code`, `math`, "
-        "`tools`, `safety`, `tutoring`). Each gets this suite's role, threshold and tolerance.",
-    )
-    inspect: str | None = Field(
-        None,
-        description="An Inspect AI task, run against each round's model through the `evaltune` "
-        "Inspect provider and read back from its log: `tasks.py`, `tasks.py@name` (relative to "
-        "the config file) or a registered task such as `inspect_evals/gsm8k`. Scored by the "
-        "task's own scorers (`accuracy`: the first scorer's C/I or numeric value). Needs "
-        "`pip install 'evaltune[inspect]'`.",
-    )
-    task_args: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Arguments for the `inspect` task (Inspect's `-T key=value`).",
-    )
-    file: str | None = Field(
-        None,
-        min_length=1,
-        validate_default=True,
-        description="The suite's items: JSONL/JSON/CSV/Parquet for an application suite or an "
-        "NLL suite; a file in the upstream schema for a benchmark. Required unless `benchmark`, "
-        "`bundle` or `inspect` is set.",
-    )
-    data_dir: str | None = Field(
-        None,
-        description="Bundles: a folder holding `<benchmark>.jsonl` files in the upstream schema; "
-        "benchmarks without a file there use their default source.",
     )
     role: Literal["target", "guard"] = Field(
         "target",
@@ -386,38 +476,8 @@ class EvalSuiteConfig(_Section):
         "drop more than `tolerance` below the baseline; a candidate that breaks one is never "
         "promoted.",
     )
-    grader: str | None = Field(
-        None,
-        validate_default=True,
-        description="How a response is scored: a grader name (`evaltune suites` lists them; "
-        "docs/evaluation.md describes each). Default: `normalized` for an application file, the benchmark's own scorer for a "
-        "benchmark.",
-    )
-    pattern: str | None = Field(
-        None,
-        validate_default=True,
-        description="Regular expression for the `regex` grader (required there, rejected "
-        "elsewhere); must compile.",
-    )
-    function: str | None = Field(
-        None,
-        validate_default=True,
-        description="The `python` grader's function: `package.module:function` or "
-        "`path/to/file.py:function` (relative to the config file). Required there only.",
-    )
-    judge: JudgeConfig | None = Field(
-        None,
-        validate_default=True,
-        description="The `judge` grader's model and rubric. Required there only.",
-    )
-    grader_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Further grader options, e.g. `{match: exact}` (gsm8k), `{mode: loose}` "
-        "(ifeval), `{timeout: 10, memory_mb: 2048}` (humaneval), `{rel_tol: 0.01}` (numeric).",
-    )
-    metric: str | None = Field(
-        None,
-        validate_default=True,
+    metric: str = Field(
+        "accuracy",
         description="The metric compared with `threshold`: `accuracy` (default), `nll` (default "
         "for kind: nll), `mean_score`, or a grader's own (`refusal_rate`, `pass@1`, ...).",
     )
@@ -440,16 +500,67 @@ class EvalSuiteConfig(_Section):
     tolerance: float = Field(
         0.0, ge=0, description="Guards: the allowed change for the worse from the baseline."
     )
-    max_tokens: int | None = Field(
-        None,
-        ge=1,
-        description="Longest sampled answer, in tokens; null: 64, or the benchmark's own "
-        "(e.g. 512 for gsm8k).",
-    )
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
     limit: int | None = Field(
         None, ge=1, description="Evaluate only the first N items (null: all)."
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keys(cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        data, problems = cls._check_keys(dict(data), info)
+        if not problems:
+            return handler(data)
+        seen = {tuple(p["loc"]) for p in problems}
+        try:
+            handler(data)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                if tuple(err["loc"]) not in seen:
+                    kind = PydanticCustomError(err["type"], err["msg"], err.get("ctx"))
+                    problems.append(InitErrorDetails(type=kind, loc=err["loc"], input=err["input"]))
+        raise ValidationError.from_exception_data(cls.__name__, problems)
+
+    @classmethod
+    def _check_keys(
+        cls, data: dict[str, Any], info: ValidationInfo
+    ) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+        """``data`` without the keys reported here, and the problems: keys of another source,
+        a required key missing, a grader's own key missing or misplaced."""
+        problems: list[InitErrorDetails] = []
+
+        def report(key: str, expected: str, *, hide: bool = False) -> None:
+            error = FieldError(expected, hide_found=hide)
+            found = data.pop(key, None)
+            problems.append(
+                InitErrorDetails(type="value_error", loc=(key,), input=found, ctx={"error": error})
+            )
+
+        fields = cls.model_fields
+        for key, value in list(data.items()):
+            field = fields.get(key)
+            if value is None:
+                del data[key]  # null: the default (or, for a key this suite lacks, not given)
+            elif field is None and _EMPTY.get(key, _MISSING) == value:
+                del data[key]
+            elif field is None and key == "kind":
+                close = did_you_mean(value, ("generate", "nll"))
+                report(
+                    key, "one of: generate, nll" + (f" (did you mean {close!r}?)" if close else "")
+                )
+            elif field is None and key in cls.misplaced:
+                report(key, cls.misplaced[key], hide=isinstance(value, dict))
+            elif field is None and key in _GRADER_KEYS and cls.ungraded:
+                report(key, f"no {key}: {cls.ungraded}", hide=isinstance(value, dict))
+            elif field is None and key in _ONLY_FOR:
+                report(key, _ONLY_FOR[key])
+        for key, expected in cls.required.items():
+            if key not in data:
+                report(key, expected, hide=True)
+        if "grader" in fields:
+            _grader_settings(data, info, report)
+        return data, problems
 
     @field_validator("name")
     @classmethod
@@ -458,133 +569,9 @@ class EvalSuiteConfig(_Section):
             raise FieldError("a name of letters, digits, '_' and '-' (e.g. 'arithmetic')")
         return value
 
-    @field_validator("benchmark", "bundle")
+    @field_validator("metric")
     @classmethod
-    def _source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
-        names = _names(info)
-        _one_of(value, names.benchmarks if info.field_name == "benchmark" else names.bundles)
-        if info.data.get("kind") == "nll":
-            raise FieldError(f"no {info.field_name}: an NLL suite scores the completions of `file`")
-        if info.field_name == "bundle" and info.data.get("benchmark"):
-            raise FieldError("no bundle together with `benchmark`: set one of them")
-        return value
-
-    @field_validator("inspect")
-    @classmethod
-    def _inspect(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
-        if not value.strip():
-            raise FieldError("an Inspect task: tasks.py, tasks.py@name or a registered name")
-        if info.data.get("kind") == "nll":
-            raise FieldError("no inspect task: an NLL suite scores the completions of `file`")
-        if info.data.get("benchmark") or info.data.get("bundle"):
-            raise FieldError("no inspect task together with `benchmark` or `bundle`: set one")
-        path = value.split("@", 1)[0]
-        if path.endswith(".py"):
-            _existing_file(path, info)
-        return value
-
-    @field_validator("task_args")
-    @classmethod
-    def _task_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if value and not info.data.get("inspect"):
-            raise FieldError("no task_args: only an `inspect` task takes them")
-        return value
-
-    @field_validator("file", mode="after")
-    @classmethod
-    def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("bundle") and value is not None:
-            raise FieldError(
-                "no file with a bundle: put `<benchmark>.jsonl` files in `data_dir` instead"
-            )
-        if info.data.get("inspect") and value is not None:
-            raise FieldError("no file with an `inspect` task: the task brings its own dataset")
-        if value is None and not (
-            info.data.get("benchmark") or info.data.get("bundle") or info.data.get("inspect")
-        ):
-            raise FieldError(
-                "a non-empty string: the suite's data file (or set `benchmark`, `bundle` or `inspect`)",
-                hide_found=True,
-            )
-        return value if value is None else _existing_file(value, info)
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not info.data.get("bundle"):
-            raise FieldError("no data_dir: only a bundle reads one (use `file` otherwise)")
-        if value is not None and _context(info).get("check_files") and not Path(value).is_dir():
-            raise FieldError("an existing folder")
-        return value
-
-    @field_validator("grader", mode="after")
-    @classmethod
-    def _grader(cls, value: str | None, info: ValidationInfo) -> str | None:
-        kind, bundle = info.data.get("kind"), info.data.get("bundle")
-        task = info.data.get("inspect")
-        if value is None:
-            plain = kind == "generate" and not (info.data.get("benchmark") or bundle or task)
-            return "normalized" if plain else None
-        _one_of(value, _names(info).graders)
-        if kind == "nll":
-            raise FieldError("no grader: an NLL suite scores likelihoods, not answers")
-        if bundle:
-            raise FieldError("no grader: a bundle's benchmarks use their own scorers")
-        if task:
-            raise FieldError("no grader: an Inspect task scores with its own scorers")
-        return value
-
-    @field_validator("pattern", mode="after")
-    @classmethod
-    def _pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        grader = info.data.get("grader")
-        if value is None:
-            if grader == "regex":
-                raise FieldError("a regular expression: the regex grader needs a `pattern`")
-            return value
-        if grader != "regex":
-            raise FieldError(f"no pattern: only the regex grader uses one (grader is {grader!r})")
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise FieldError(
-                f"a valid regular expression ({exc.msg} at position {exc.pos})"
-            ) from None
-        return value
-
-    @field_validator("function", "judge", mode="after")
-    @classmethod
-    def _grader_setting(cls, value: Any, info: ValidationInfo) -> Any:
-        owner = {"function": "python", "judge": "judge"}[str(info.field_name)]
-        grader = info.data.get("grader")
-        if value is None and grader == owner:
-            what = "'module:function' or 'file.py:function'" if owner == "python" else "a judge"
-            raise FieldError(f"{what}: the {owner} grader needs `{info.field_name}`")
-        if value is not None and grader != owner:
-            raise FieldError(
-                f"no {info.field_name}: only the {owner} grader uses one (grader is {grader!r})",
-                hide_found=True,
-            )
-        return value
-
-    @field_validator("grader_options")
-    @classmethod
-    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if value and (
-            info.data.get("kind") == "nll" or info.data.get("bundle") or info.data.get("inspect")
-        ):
-            raise FieldError("no grader_options: only a suite with a grader takes them")
-        return value
-
-    @field_validator("metric", mode="after")
-    @classmethod
-    def _metric(cls, value: str | None, info: ValidationInfo) -> str:
-        if value is None:
-            return "nll" if info.data.get("kind") == "nll" else "accuracy"
+    def _metric(cls, value: str) -> str:
         if not value.strip():
             raise FieldError("a metric name such as accuracy")
         return value
@@ -606,6 +593,183 @@ class EvalSuiteConfig(_Section):
         if value is not None and value > 1 and metric not in UNBOUNDED_METRICS:
             raise FieldError("a number in [0, 1] or null")
         return value
+
+
+def _grader_settings(
+    data: dict[str, Any], info: ValidationInfo, report: Callable[..., None]
+) -> None:
+    """``GRADER_SETTINGS``: a grader's own key is required with it and rejected with any other.
+    Not checked when the grader name itself is wrong: its error is the one to fix first."""
+    grader = data.get("grader")
+    known = _names(info).graders
+    if grader is not None and not (isinstance(grader, str) and (known is None or grader in known)):
+        return
+    for owner, key in GRADER_SETTINGS.items():
+        if grader == owner and data.get(key) is None:
+            what = {
+                "regex": "a regular expression",
+                "python": "'module:function' or 'file.py:function'",
+                "judge": "a judge",
+            }[owner]
+            report(key, f"{what}: the {owner} grader needs `{key}`", hide=True)
+        elif grader != owner and key in data:
+            shown = "the default" if grader is None else repr(grader)
+            report(
+                key,
+                f"no {key}: only the {owner} grader uses one (grader is {shown})",
+                hide=key != "pattern",
+            )
+
+
+class FileSuiteConfig(_SuiteConfig):
+    """An application suite: items from a file (JSONL/JSON/CSV/Parquet), each answer sampled and
+    graded (`grader`, default `normalized`)."""
+
+    source: ClassVar[str] = "file"
+    required: ClassVar[dict[str, str]] = {
+        "file": "a non-empty string: the suite's data file (or set `benchmark`, `bundle` or "
+        "`inspect`)"
+    }
+
+    file: DataFile = Field(description="The suite's items: JSONL, JSON, CSV or Parquet.")
+    grader: GraderName = Field(
+        "normalized",
+        description="How a response is scored: a grader name (`evaltune suites` lists them; "
+        "docs/evaluation.md describes each).",
+    )
+    pattern: Pattern = None
+    function: Function = None
+    judge: Judge = None
+    grader_options: GraderOptions = Field(default_factory=dict)
+    max_tokens: MaxTokens = None
+    temperature: Temperature = 0.0
+
+
+class BenchmarkSuiteConfig(_SuiteConfig):
+    """A public benchmark with its canonical prompt and scorer."""
+
+    source: ClassVar[str] = "benchmark"
+    misplaced: ClassVar[dict[str, str]] = {
+        "bundle": "no bundle together with `benchmark`: set one of them",
+        "inspect": "no inspect task together with `benchmark`: set one of them",
+    }
+
+    benchmark: str = Field(
+        description="A public benchmark format with its canonical prompt and scorer, by name "
+        "(`evaltune suites` lists them; docs/evaluation.md describes each). Its data: `file` "
+        "in the upstream schema, else the copy a package ships "
+        "(humaneval, safety, tutoring, tools), else the Hugging Face hub (needs `datasets` "
+        "and network).",
+    )
+    file: DataFile | None = Field(
+        None, description="The benchmark's items in its upstream schema (null: its default source)."
+    )
+    grader: GraderName | None = Field(
+        None,
+        description="How a response is scored: a grader name; null: the benchmark's own scorer.",
+    )
+    pattern: Pattern = None
+    function: Function = None
+    judge: Judge = None
+    grader_options: GraderOptions = Field(default_factory=dict)
+    max_tokens: MaxTokens = None
+    temperature: Temperature = 0.0
+
+    @field_validator("benchmark")
+    @classmethod
+    def _benchmark(cls, value: str, info: ValidationInfo) -> str:
+        _one_of(value, _names(info).benchmarks)
+        return value
+
+
+class BundleSuiteConfig(_SuiteConfig):
+    """Several benchmarks at once, one suite each (`<name>-<benchmark>`), each with this suite's
+    role, threshold and tolerance, and each scored by its own scorer."""
+
+    source: ClassVar[str] = "bundle"
+    ungraded: ClassVar[str | None] = "a bundle's benchmarks use their own scorers"
+    misplaced: ClassVar[dict[str, str]] = {
+        "file": "no file with a bundle: put `<benchmark>.jsonl` files in `data_dir` instead",
+        "inspect": "no inspect task together with `bundle`: set one of them",
+    }
+
+    bundle: str = Field(
+        description="A bundle by size (`quick`, `standard`, `comprehensive`) or a template by use "
+        "case (`chat`, `code`, `math`, `tools`, `safety`, `tutoring`).",
+    )
+    data_dir: Annotated[str, AfterValidator(_existing_dir)] | None = Field(
+        None,
+        description="A folder holding `<benchmark>.jsonl` files in the upstream schema; "
+        "benchmarks without a file there use their default source.",
+    )
+    max_tokens: MaxTokens = None
+    temperature: Temperature = 0.0
+
+    @field_validator("bundle")
+    @classmethod
+    def _bundle(cls, value: str, info: ValidationInfo) -> str:
+        _one_of(value, _names(info).bundles)
+        return value
+
+
+class InspectSuiteConfig(_SuiteConfig):
+    """An Inspect AI task, run against each round's model through the `evaltune` Inspect
+    provider and read back from its log; scored by the task's own scorers (`accuracy`: the
+    first scorer's C/I or numeric value). Needs `pip install 'evaltune[inspect]'`."""
+
+    source: ClassVar[str] = "inspect"
+    ungraded: ClassVar[str | None] = "an Inspect task scores with its own scorers"
+    misplaced: ClassVar[dict[str, str]] = {
+        "file": "no file with an `inspect` task: the task brings its own dataset",
+    }
+
+    inspect: Annotated[str, AfterValidator(_inspect_task)] = Field(
+        description="The task: `tasks.py`, `tasks.py@name` (relative to the config file) or a "
+        "registered task such as `inspect_evals/gsm8k`.",
+    )
+    task_args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments for the task (Inspect's `-T key=value`)."
+    )
+    max_tokens: MaxTokens = None
+    temperature: Temperature = 0.0
+
+
+class NLLSuiteConfig(_SuiteConfig):
+    """`kind: nll`: the negative log-likelihood of each item's completion in `file`; metric
+    `nll`, lower is better. Nothing is sampled or graded."""
+
+    source: ClassVar[str] = "nll"
+    ungraded: ClassVar[str | None] = "an NLL suite scores likelihoods, not answers"
+    misplaced: ClassVar[dict[str, str]] = {
+        key: f"no {key}: an NLL suite scores the completions of `file`"
+        for key in ("benchmark", "bundle", "inspect")
+    } | {
+        "max_tokens": "no max_tokens: an NLL suite samples nothing",
+        "temperature": "no temperature: an NLL suite samples nothing",
+    }
+    required: ClassVar[dict[str, str]] = {
+        "file": "a non-empty string: the file whose completions an NLL suite scores"
+    }
+
+    kind: Literal["nll"] = Field(
+        description="`nll` (the other sources sample an answer per item and grade it: "
+        "`generate`, the default, which needs no `kind`)."
+    )
+    file: DataFile = Field(description="The items whose completions are scored.")
+    metric: str = Field("nll", description="The metric compared with `threshold` (`nll`).")
+
+
+EvalSuiteConfig = Annotated[
+    Annotated[FileSuiteConfig, Tag("file")]
+    | Annotated[BenchmarkSuiteConfig, Tag("benchmark")]
+    | Annotated[BundleSuiteConfig, Tag("bundle")]
+    | Annotated[InspectSuiteConfig, Tag("inspect")]
+    | Annotated[NLLSuiteConfig, Tag("nll")],
+    Discriminator(suite_source),
+]
+"""One eval suite: a ``FileSuiteConfig``, ``BenchmarkSuiteConfig``, ``BundleSuiteConfig``,
+``InspectSuiteConfig`` or ``NLLSuiteConfig``, told apart by ``suite_source`` from the key that
+names the source: no ``type:`` key, so a config reads as it always has."""
 
 
 class SynthesisConfig(_Section):

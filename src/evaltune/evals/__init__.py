@@ -11,8 +11,9 @@ Three layers, one result type:
    ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` is the
    catalogue that names them all (``GRADER_NAMES``, ``make_grader``).
 
-``generation`` samples a suite of examples in one batch and grades it; ``suites`` builds a
-suite from plain arguments and runs it; ``endpoint`` runs one against an OpenAI-compatible server
+``generation`` samples a suite of examples in one batch and grades it; ``suites`` holds the
+``Suite`` protocol the loop evaluates (``evaluate(sampler) -> EvalResult``) and loads its kinds
+from plain arguments; ``endpoint`` runs one against an OpenAI-compatible server
 (``evaltune bench``); ``result`` is the ``EvalResult`` (records, metrics with confidence
 intervals, JSONL on disk); ``compare`` with ``significance`` compares two results sample by
 sample. Nothing here imports a model or torch: local and Tinker backends are one code path.
@@ -53,38 +54,41 @@ from evaltune.evals.result import (
     wilson_interval,
 )
 from evaltune.evals.suites import (
-    KINDS,
-    LoadedSuite,
-    SuiteSpec,
-    evaluate_suite,
+    BundleMember,
+    GeneratedSuite,
+    NLLSuite,
+    Suite,
     expand_bundle,
     leakage_views,
+    load_bundle,
+    load_nll_suite,
     load_suite,
 )
 
 __all__ = [
     "GRADERS",
     "GRADER_NAMES",
-    "KINDS",
     "LOWER_IS_BETTER",
     "RUBRICS",
     "BatchGrader",
+    "BundleMember",
     "ChatBackend",
     "Comparison",
     "EndpointChat",
     "EndpointClient",
     "EndpointReply",
     "EvalResult",
+    "GeneratedSuite",
     "GradeResult",
     "Grader",
     "JudgeGrader",
-    "LoadedSuite",
     "MetricChange",
     "NLLResult",
+    "NLLSuite",
     "SampleRecord",
     "Sampler",
     "SamplerChat",
-    "SuiteSpec",
+    "Suite",
     "all_graders",
     "api_key_from_env",
     "compare_results",
@@ -92,14 +96,15 @@ __all__ = [
     "evaluate_endpoint",
     "evaluate_examples",
     "evaluate_nll",
-    "evaluate_suite",
     "expand_bundle",
     "extract_choice",
     "extract_numbers",
     "grade_responses",
     "is_correct",
     "leakage_views",
+    "load_bundle",
     "load_function",
+    "load_nll_suite",
     "load_suite",
     "make_grader",
     "metric_direction",

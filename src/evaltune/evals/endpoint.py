@@ -28,7 +28,7 @@ from evaltune.data.example import Message
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals.generation import grade_responses
 from evaltune.evals.result import EvalResult
-from evaltune.evals.suites import LoadedSuite
+from evaltune.evals.suites import GeneratedSuite
 
 __all__ = [
     "APIS",
@@ -236,7 +236,7 @@ def _backoff(response: httpx.Response, attempt: int) -> float:
 
 
 def evaluate_endpoint(
-    suite: LoadedSuite,
+    suite: GeneratedSuite,
     endpoint: EndpointClient,
     *,
     temperature: float = 0.0,
@@ -244,7 +244,7 @@ def evaluate_endpoint(
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Ask every example of ``suite`` through ``endpoint``, grade the replies, aggregate."""
-    if suite.kind != "generate" or suite.grader is None:
+    if not isinstance(suite, GeneratedSuite):
         raise EvalError(
             f"suite {suite.name!r} is a {suite.kind} suite; an endpoint is evaluated on "
             "generated answers only (NLL needs a SamplingClient: evaltune eval)"

@@ -1,17 +1,19 @@
-"""Suites: a plain description of what to evaluate → examples with their grader → a result.
+"""Suites: what is evaluated each round, behind one protocol, ``Suite``.
 
-A ``SuiteSpec`` is one of three kinds of suite, from plain arguments (the loop builds them from
-the config; ``evaltune bench`` and scripts can build them directly):
+A suite is loaded once (its data read, its grader built, its hash taken) and then evaluated on
+any number of models: ``suite.evaluate(sampler)`` returns an ``EvalResult``. The loop holds each
+suite with its rule and knows nothing else about it. Two kinds live here, built from plain
+arguments (the loop builds them from the config; ``evaltune bench`` and scripts directly):
 
-- an application file (``file``, graded by ``grader``, default ``normalized``);
-- a public benchmark (``benchmark``, optionally with ``file`` in the upstream schema), graded by
-  the benchmark's scorer unless ``grader`` overrides it;
-- an NLL suite (``kind="nll"``, ``file``): the reference completions' NLL (``nll_suite``).
+- ``GeneratedSuite``: sample an answer per item and grade it. ``load_suite`` reads an
+  application file (graded by ``grader``, default ``normalized``) or a public benchmark (with
+  ``file`` in the upstream schema or from its default source; graded by the benchmark's scorer
+  unless ``grader`` overrides it); ``load_bundle`` one per benchmark of a bundle or template;
+- ``NLLSuite`` (``load_nll_suite``): the NLL of each item's reference completion.
 
-``expand_bundle`` turns a bundle or use-case template into specs. ``load_suite`` reads the data,
-builds the grader and the suite hash (``result.suite_fingerprint``: examples, prompt template,
-grader and options, renderer) and records the provenance stamped on every result;
-``evaluate_suite`` runs a loaded suite against a SamplingClient.
+An Inspect task is a third kind, ``evaltune.inspect.InspectSuite``, in the layer that may import
+Inspect. The suite hash (``result.suite_fingerprint``: examples, prompt template, grader and
+options, renderer) and the provenance are stamped on every result.
 """
 
 from __future__ import annotations
@@ -19,71 +21,296 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+from evaltune.backends.contract import SamplingClient
 from evaltune.data import Example, Renderer, load_many
 from evaltune.errors import EvalError
 from evaltune.evals.benchmarks.catalog import bundle_items, find_local_file, load_benchmark
-from evaltune.evals.generation import Sampler, evaluate_examples
+from evaltune.evals.generation import evaluate_examples
 from evaltune.evals.graders import Grader
 from evaltune.evals.nll_suite import evaluate_nll
 from evaltune.evals.registry import make_grader
 from evaltune.evals.result import EvalResult, suite_fingerprint
 
 __all__ = [
-    "KINDS",
-    "LoadedSuite",
-    "SuiteSpec",
-    "evaluate_suite",
+    "BundleMember",
+    "GeneratedSuite",
+    "NLLSuite",
+    "Suite",
     "expand_bundle",
     "leakage_views",
+    "load_bundle",
+    "load_nll_suite",
     "load_suite",
 ]
 
-KINDS = ("generate", "nll")
 DEFAULT_GRADER = "normalized"
 DEFAULT_MAX_TOKENS = 64
 
-
-@dataclass(frozen=True)
-class SuiteSpec:
-    name: str
-    kind: str = "generate"
-    file: str | None = None
-    benchmark: str | None = None
-    grader: str | None = None  # None: the benchmark's scorer, or "normalized"
-    grader_options: Mapping[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    spread: bool = False  # a limit keeps evenly spaced items (bundles), not the first N
-    max_tokens: int | None = None  # None: the benchmark's own, or 64
+Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class LoadedSuite:
+class Suite(Protocol):
+    """A loaded suite: ``evaluate`` scores one model (``model_path`` names it in the result;
+    ``progress(done, total)`` follows the items; ``log_dir`` holds what a suite logs on the side,
+    an Inspect task's log). ``examples`` are its items (empty for an Inspect task), which
+    training data must not contain; ``kind`` is ``generate``, ``nll`` or ``inspect``."""
+
     name: str
     kind: str
     examples: list[Example]
-    grader: Grader | None  # None for an NLL suite
-    suite_hash: str
+
+    def evaluate(
+        self,
+        sampler: SamplingClient,
+        *,
+        model_path: str | None = None,
+        progress: Progress | None = None,
+        log_dir: Path | None = None,
+    ) -> EvalResult: ...
+
+
+def _sampling_renderer(renderer: Renderer | str, suite: str) -> Renderer:
+    if isinstance(renderer, str):
+        raise EvalError(
+            f"suite {suite!r} was loaded with renderer name {renderer!r} only (for an endpoint); "
+            "load it with a Renderer to evaluate it on a SamplingClient"
+        )
+    return renderer
+
+
+def _renderer_name(renderer: Renderer | str) -> str:
+    return renderer if isinstance(renderer, str) else renderer.name
+
+
+@dataclass(frozen=True)
+class GeneratedSuite:
+    """Sample one answer per item and grade it. ``renderer`` is the one prompts are rendered
+    with, or only its name where another party renders them (an endpoint: ``evaltune bench``)."""
+
+    name: str
+    examples: list[Example]
+    grader: Grader
+    renderer: Renderer | str
     max_tokens: int
+    suite_hash: str
     provenance: dict[str, Any]
+    temperature: float = 0.0
+    seed: int | None = None
+    kind: str = field(default="generate", init=False)
+
+    def evaluate(
+        self,
+        sampler: SamplingClient,
+        *,
+        model_path: str | None = None,
+        progress: Progress | None = None,
+        log_dir: Path | None = None,
+    ) -> EvalResult:
+        return evaluate_examples(
+            sampler,
+            self.examples,
+            _sampling_renderer(self.renderer, self.name),
+            self.grader,
+            suite=self.name,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            model_path=model_path,
+            suite_hash=self.suite_hash,
+            progress=progress,
+            provenance=self.provenance,
+        )
 
 
-def expand_bundle(name: str, bundle: str, *, data_dir: str | Path | None = None) -> list[SuiteSpec]:
-    """One spec per item of bundle or template ``bundle``, named ``<name>-<benchmark>``."""
-    specs = []
+@dataclass(frozen=True)
+class NLLSuite:
+    """The NLL of every item's completion (``nll_suite``); metric ``nll``, lower is better."""
+
+    name: str
+    examples: list[Example]
+    renderer: Renderer | str
+    suite_hash: str
+    provenance: dict[str, Any]
+    max_seq_len: int | None = None
+    kind: str = field(default="nll", init=False)
+
+    def evaluate(
+        self,
+        sampler: SamplingClient,
+        *,
+        model_path: str | None = None,
+        progress: Progress | None = None,
+        log_dir: Path | None = None,
+    ) -> EvalResult:
+        return evaluate_nll(
+            sampler,
+            self.examples,
+            _sampling_renderer(self.renderer, self.name),
+            suite=self.name,
+            max_seq_len=self.max_seq_len,
+            model_path=model_path,
+            suite_hash=self.suite_hash,
+            progress=progress,
+            provenance=self.provenance,
+        )
+
+
+def _describe(value: Any) -> Any:
+    """An option as hashable, readable JSON: objects (a judge backend) by their name."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_describe(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v) for k, v in value.items()}
+    name = getattr(value, "name", None)
+    return f"<{type(value).__name__} {name}>" if name else f"<{type(value).__name__}>"
+
+
+def _provenance(kind: str, source: str, benchmark: str | None, grader: str, options: Any,
+                renderer: str, template: str) -> dict[str, Any]:  # fmt: skip
+    return {
+        "kind": kind,
+        "source": source,
+        "benchmark": benchmark,
+        "grader": grader,
+        "grader_options": options,
+        "renderer": renderer,
+        "template": template,
+    }
+
+
+def load_suite(
+    name: str,
+    *,
+    renderer: Renderer | str,
+    file: str | None = None,
+    benchmark: str | None = None,
+    grader: str | None = None,
+    grader_options: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+    spread: bool = False,
+    max_tokens: int | None = None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> GeneratedSuite:
+    """An application file (``file``) or a public benchmark (``benchmark``, its data from
+    ``file`` when given), with its grader. ``spread``: a ``limit`` keeps evenly spaced items
+    (bundles), not the first N. ``max_tokens`` None: the benchmark's own, or 64."""
+    template, source = "", file
+    if benchmark is None:
+        if file is None:
+            raise EvalError(f"suite {name!r} needs a file (or a benchmark)")
+        examples = load_many([file])[:limit]
+        grader_name = grader or DEFAULT_GRADER
+        options: dict[str, Any] = dict(grader_options or {})
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+    else:
+        data = load_benchmark(benchmark, file=file, limit=limit, spread=spread)
+        examples, source, template = data.examples, data.source, data.benchmark.template
+        grader_name = grader or data.benchmark.grader
+        options = {**data.benchmark.grader_options, **(grader_options or {})}
+        max_tokens = max_tokens or data.benchmark.max_tokens
+    if not examples:
+        raise EvalError(f"suite {name!r}: {source} has no items")
+    shown = _describe(options)
+    rname = _renderer_name(renderer)
+    digest = suite_fingerprint(
+        examples, renderer=rname, template=template, grader=grader_name, grader_options=shown
+    )
+    provenance = _provenance(
+        "generate", str(source), benchmark, grader_name, shown, rname, template
+    )
+    return GeneratedSuite(
+        name,
+        examples,
+        make_grader(grader_name, **options),
+        renderer,
+        max_tokens,
+        digest,
+        provenance,
+        temperature=temperature,
+        seed=seed,
+    )
+
+
+def load_nll_suite(
+    name: str,
+    file: str,
+    *,
+    renderer: Renderer | str,
+    limit: int | None = None,
+    max_seq_len: int | None = None,
+) -> NLLSuite:
+    """The NLL suite of ``file``'s completions (longer items are cut to ``max_seq_len``)."""
+    examples = load_many([file])[:limit]
+    if not examples:
+        raise EvalError(f"suite {name!r}: {file} has no items")
+    rname = _renderer_name(renderer)
+    digest = suite_fingerprint(
+        examples, renderer=rname, template="", grader="nll", grader_options={}
+    )
+    provenance = _provenance("nll", file, None, "nll", {}, rname, "")
+    return NLLSuite(name, examples, renderer, digest, provenance, max_seq_len)
+
+
+class BundleMember(NamedTuple):
+    """One suite of a bundle: its name (``<bundle suite>-<benchmark>``), the benchmark, its
+    file in ``data_dir`` (None: the benchmark's default source) and its item limit."""
+
+    name: str
+    benchmark: str
+    file: str | None
+    limit: int | None
+
+
+def expand_bundle(
+    name: str, bundle: str, *, data_dir: str | Path | None = None
+) -> list[BundleMember]:
+    """The members of bundle or template ``bundle`` for a suite called ``name``."""
+    members = []
     for item in bundle_items(bundle):
         local = find_local_file(data_dir, item.benchmark) if data_dir else None
-        specs.append(
-            SuiteSpec(
+        members.append(
+            BundleMember(
                 f"{name}-{item.benchmark}",
-                benchmark=item.benchmark,
-                file=str(local) if local else None,
-                limit=item.limit,
-                spread=True,
+                item.benchmark,
+                str(local) if local else None,
+                item.limit,
             )
         )
-    return specs
+    return members
+
+
+def load_bundle(
+    name: str,
+    bundle: str,
+    *,
+    renderer: Renderer | str,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    max_tokens: int | None = None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[GeneratedSuite]:
+    """One suite per member of ``bundle``, each scored by its benchmark's own grader; ``limit``
+    and ``max_tokens`` replace the bundle's own (a limit keeps evenly spaced items)."""
+    return [
+        load_suite(
+            m.name,
+            renderer=renderer,
+            file=m.file,
+            benchmark=m.benchmark,
+            limit=limit or m.limit,
+            spread=True,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        for m in expand_bundle(name, bundle, data_dir=data_dir)
+    ]
 
 
 _RAW_PROMPTS = ("question", "problem", "code_prompt")  # benchmark metadata: the bare question
@@ -99,96 +326,3 @@ def leakage_views(examples: list[Example]) -> list[Example]:
             if isinstance(raw, str) and raw.strip():
                 views.append(Example.single_turn(ex.id, raw, "", source=ex.source))
     return views
-
-
-def _describe(value: Any) -> Any:
-    """An option as hashable, readable JSON: objects (a judge backend) by their name."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [_describe(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _describe(v) for k, v in value.items()}
-    name = getattr(value, "name", None)
-    return f"<{type(value).__name__} {name}>" if name else f"<{type(value).__name__}>"
-
-
-def load_suite(spec: SuiteSpec, *, renderer: str) -> LoadedSuite:
-    """The examples, grader and hash of ``spec``; ``renderer`` is the renderer's name."""
-    if spec.kind not in KINDS:
-        raise EvalError(
-            f"suite {spec.name!r}: kind {spec.kind!r}; choose one of: {', '.join(KINDS)}"
-        )
-    template, source, benchmark = "", spec.file, None
-    if spec.kind == "nll" or spec.benchmark is None:
-        if spec.file is None:
-            raise EvalError(f"suite {spec.name!r} needs a file (or a benchmark)")
-        examples = load_many([spec.file])[: spec.limit]
-        grader_name = "nll" if spec.kind == "nll" else spec.grader or DEFAULT_GRADER
-        options: dict[str, Any] = dict(spec.grader_options)
-        max_tokens = spec.max_tokens or DEFAULT_MAX_TOKENS
-    else:
-        data = load_benchmark(spec.benchmark, file=spec.file, limit=spec.limit, spread=spec.spread)
-        benchmark, examples, source = data.benchmark, data.examples, data.source
-        template = benchmark.template
-        grader_name = spec.grader or benchmark.grader
-        options = {**benchmark.grader_options, **spec.grader_options}
-        max_tokens = spec.max_tokens or benchmark.max_tokens
-    if not examples:
-        raise EvalError(f"suite {spec.name!r}: {source} has no items")
-    grader = None if spec.kind == "nll" else make_grader(grader_name, **options)
-    shown = _describe(options)
-    provenance = {
-        "kind": spec.kind,
-        "source": source,
-        "benchmark": spec.benchmark,
-        "grader": grader_name,
-        "grader_options": shown,
-        "renderer": renderer,
-        "template": template,
-    }
-    digest = suite_fingerprint(
-        examples, renderer=renderer, template=template, grader=grader_name, grader_options=shown
-    )
-    return LoadedSuite(spec.name, spec.kind, examples, grader, digest, max_tokens, provenance)
-
-
-def evaluate_suite(
-    suite: LoadedSuite,
-    sampler: Sampler,
-    renderer: Renderer,
-    *,
-    temperature: float = 0.0,
-    seed: int | None = None,
-    model_path: str | None = None,
-    max_seq_len: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> EvalResult:
-    """Evaluate ``suite`` with ``sampler`` (NLL suites use its ``compute_logprobs``)."""
-    if suite.kind == "nll":
-        return evaluate_nll(
-            sampler,
-            suite.examples,
-            renderer,
-            suite=suite.name,
-            max_seq_len=max_seq_len,
-            model_path=model_path,
-            suite_hash=suite.suite_hash,
-            progress=progress,
-            provenance=suite.provenance,
-        )
-    assert suite.grader is not None
-    return evaluate_examples(
-        sampler,
-        suite.examples,
-        renderer,
-        suite.grader,
-        suite=suite.name,
-        max_tokens=suite.max_tokens,
-        temperature=temperature,
-        seed=seed,
-        model_path=model_path,
-        suite_hash=suite.suite_hash,
-        progress=progress,
-        provenance=suite.provenance,
-    )

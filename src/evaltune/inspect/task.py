@@ -5,22 +5,25 @@ This is what a config suite ``inspect: TASK`` does each round: the task (``file.
 ``inspect_ai.eval`` on the ``evaltune`` provider wrapped around the run's own SamplingClient and
 renderer, so the base model, every checkpoint, and local or Tinker backends are measured the
 same way. Inspect's log is written to ``log_dir`` (the round's ``eval/`` folder in a run), then
-read back with its samples and converted by ``logs.result_from_log``.
+read back with its samples and converted by ``logs.result_from_log``. ``InspectSuite`` is that
+suite as the loop holds it (``evals.Suite``).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaltune.data import Renderer
+from evaltune.backends.contract import SamplingClient
+from evaltune.data import Example, Renderer
 from evaltune.errors import EvalError
 from evaltune.evals import EvalResult
 from evaltune.inspect.logs import result_from_log
 
-__all__ = ["INSTALL_HINT", "evaluate_task", "import_inspect", "resolve_task"]
+__all__ = ["INSTALL_HINT", "InspectSuite", "evaluate_task", "import_inspect", "resolve_task"]
 
 INSTALL_HINT = "install Inspect AI: pip install 'evaltune[inspect]' (or pip install inspect-ai)"
 
@@ -109,3 +112,45 @@ def evaluate_task(
         if log.location:
             log = read_eval_log(log.location)
         return result_from_log(log, suite=suite, model_path=model_path, renderer=renderer.name)
+
+
+@dataclass(frozen=True)
+class InspectSuite:
+    """An Inspect task as an ``evals.Suite``: ``evaluate`` runs it on the sampler it is given,
+    named ``evaltune/<model_path>`` (``base_model`` for the base). Its items are the task's own,
+    so ``examples`` is empty; the log's own hash is stamped on each result."""
+
+    name: str
+    task: str
+    renderer: Renderer
+    base_model: str
+    task_args: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    max_tokens: int | None = None  # None: the task's own
+    temperature: float = 0.0
+    seed: int | None = None
+    examples: list[Example] = field(default_factory=list, init=False)
+    kind: str = field(default="inspect", init=False)
+
+    def evaluate(
+        self,
+        sampler: SamplingClient,
+        *,
+        model_path: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        log_dir: Path | None = None,
+    ) -> EvalResult:
+        return evaluate_task(
+            self.task,
+            sampler,
+            self.renderer,
+            suite=self.name,
+            model_name=model_path or self.base_model,
+            model_path=model_path,
+            task_args=self.task_args,
+            limit=self.limit,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            log_dir=log_dir,
+        )

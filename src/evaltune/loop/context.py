@@ -2,7 +2,8 @@
 
 This is the last place a config is seen. It resolves the backend, loads and checks the data
 (deduplicated, eval prompts removed from training), renders training and validation datums, and
-loads every eval suite with its grader; below this, functions take plain arguments.
+loads every eval suite (an ``evals.Suite``, or an ``inspect.InspectSuite``) with the rule the
+loop judges it by; below this, functions take plain arguments.
 
 It is also where config learns the names it checks (``CONFIG_NAMES``, installed with
 ``config.register_names`` on import): grader, benchmark, bundle and policy names, each from the
@@ -12,15 +13,24 @@ catalogue of the layer that implements them, since config imports no other layer
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tinker import types
 
-from evaltune.backends.contract import SamplingClient, ServiceClient
-from evaltune.config import EvalSuiteConfig, NameCatalog, RunConfig, register_names
-from evaltune.config.schema import JudgeConfig
+from evaltune.backends.contract import ServiceClient
+from evaltune.config import NameCatalog, RunConfig, register_names
+from evaltune.config.schema import (
+    GRADER_SETTINGS,
+    BenchmarkSuiteConfig,
+    BundleSuiteConfig,
+    EvalSuiteConfig,
+    FileSuiteConfig,
+    InspectSuiteConfig,
+    JudgeConfig,
+    NLLSuiteConfig,
+)
 from evaltune.data import (
     Example,
     Renderer,
@@ -36,18 +46,16 @@ from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import (
     GRADER_NAMES,
     EndpointChat,
-    EvalResult,
-    Grader,
-    LoadedSuite,
     SamplerChat,
-    SuiteSpec,
+    Suite,
     api_key_from_env,
-    evaluate_suite,
-    expand_bundle,
     leakage_views,
+    load_bundle,
+    load_nll_suite,
     load_suite,
 )
 from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
+from evaltune.inspect import InspectSuite
 from evaltune.loop.decide import SuiteRule
 from evaltune.loop.policies import POLICIES
 from evaltune.loop.select import clean_pool
@@ -56,7 +64,6 @@ from evaltune.train import auto_learning_rate
 __all__ = [
     "CONFIG_NAMES",
     "RunContext",
-    "Suite",
     "build_context",
     "build_suites",
     "judge_backend",
@@ -75,82 +82,13 @@ register_names(CONFIG_NAMES)
 
 
 @dataclass
-class Suite:
-    name: str
-    examples: list[Example]  # empty for an Inspect task (its dataset is the task's own)
-    grader: Grader | None  # None for an NLL suite or an Inspect task
-    rule: SuiteRule
-    max_tokens: int | None  # None: an Inspect task's own setting
-    temperature: float
-    suite_hash: str
-    kind: str = "generate"  # "generate" | "nll" | "inspect"
-    provenance: dict[str, Any] = field(default_factory=dict)
-    task: str | None = None  # kind "inspect": the Inspect task, its arguments and item limit
-    task_args: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    base_model: str = ""  # the name the base model is evaluated under (Inspect logs)
-
-    def evaluate(
-        self,
-        sampler: SamplingClient,
-        renderer: Renderer,
-        *,
-        seed: int | None = None,
-        model_path: str | None = None,
-        max_seq_len: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        log_dir: Path | None = None,
-    ) -> EvalResult:
-        """Sample and grade (or, for an NLL suite, score the completions of) every example;
-        for an Inspect task, run it on ``sampler`` (its log goes to ``log_dir``)."""
-        if self.kind == "inspect":
-            from evaltune.inspect import evaluate_task
-
-            assert self.task is not None
-            return evaluate_task(
-                self.task,
-                sampler,
-                renderer,
-                suite=self.name,
-                model_name=model_path or self.base_model,
-                model_path=model_path,
-                task_args=self.task_args,
-                limit=self.limit,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=seed,
-                log_dir=log_dir,
-            )
-        assert self.max_tokens is not None
-        loaded = LoadedSuite(
-            self.name,
-            self.kind,
-            self.examples,
-            self.grader,
-            self.suite_hash,
-            self.max_tokens,
-            self.provenance,
-        )
-        return evaluate_suite(
-            loaded,
-            sampler,
-            renderer,
-            temperature=self.temperature,
-            seed=seed,
-            model_path=model_path,
-            max_seq_len=max_seq_len,
-            progress=progress,
-        )
-
-
-@dataclass
 class RunContext:
     service: ServiceClient  # local or tinker
     tokenizer: Any
     renderer: Renderer
     train: list[types.Datum]
     validation: list[types.Datum]
-    suites: list[Suite]
+    suites: list[tuple[Suite, SuiteRule]]  # each suite with the rule the loop judges it by
     learning_rate: float
     pool: list[Example] = field(default_factory=list)  # eval items already removed
     max_seq_len: int = 512
@@ -167,7 +105,7 @@ class RunContext:
 
     @property
     def rules(self) -> list[SuiteRule]:
-        return [s.rule for s in self.suites]
+        return [rule for _, rule in self.suites]
 
 
 def make_service(
@@ -218,97 +156,102 @@ def judge_backend(
 
 
 def _grader_options(
-    s: EvalSuiteConfig, cfg: RunConfig, service: ServiceClient | None, where: str
-) -> dict:
+    s: FileSuiteConfig | BenchmarkSuiteConfig,
+    cfg: RunConfig,
+    service: ServiceClient | None,
+    where: str,
+) -> dict[str, Any]:
+    """The grader's options as ``make_grader`` takes them: ``grader_options`` with the grader's
+    own key (``GRADER_SETTINGS``); a judge's settings with the backend it samples."""
     options: dict[str, Any] = dict(s.grader_options)
-    if s.pattern:
-        options["pattern"] = s.pattern
-    if s.function:
-        options["function"] = s.function
-    if s.judge is not None:
+    key = GRADER_SETTINGS.get(s.grader or "")
+    if key == "judge" and s.judge is not None:
         options["backend"] = judge_backend(s.judge, cfg, service, where)
         options.update(rubric=s.judge.rubric, min_score=s.judge.min_score)
         options.update(max_score=s.judge.max_score, pass_score=s.judge.pass_score)
+    elif key is not None:
+        options[key] = getattr(s, key)
     return options
 
 
 def _rule(name: str, s: EvalSuiteConfig) -> SuiteRule:
     hib = s.higher_is_better if s.higher_is_better is not None else True
-    return SuiteRule(name, s.metric or "accuracy", s.role, s.threshold, s.tolerance, hib)
+    return SuiteRule(name, s.metric, s.role, s.threshold, s.tolerance, hib)
 
 
-def _inspect_suite(s: EvalSuiteConfig, cfg: RunConfig) -> Suite:
-    """An ``inspect: TASK`` suite; the task is loaded when it runs (Inspect is imported then)."""
-    assert s.inspect is not None
-    provenance = {"kind": "inspect", "task": s.inspect, "task_args": dict(s.task_args)}
-    return Suite(
-        s.name,
-        [],
-        None,
-        _rule(s.name, s),
-        s.max_tokens,
-        s.temperature,
-        "",  # the log's own hash (samples asked, scorers) is stamped on each result
-        "inspect",
-        provenance,
-        task=s.inspect,
-        task_args=dict(s.task_args),
-        limit=s.limit,
-        base_model=cfg.base_model,
-    )
+def _load(
+    s: EvalSuiteConfig,
+    cfg: RunConfig,
+    renderer: Renderer,
+    service: ServiceClient | None,
+    where: str,
+) -> list[Suite]:
+    """The suites one config entry stands for (a bundle: one per benchmark)."""
+    seed = cfg.training.seed
+    if isinstance(s, NLLSuiteConfig):
+        return [
+            load_nll_suite(
+                s.name, s.file, renderer=renderer, limit=s.limit, max_seq_len=cfg.data.max_seq_len
+            )
+        ]
+    if isinstance(s, InspectSuiteConfig):  # the task is loaded when it runs (Inspect then)
+        return [
+            InspectSuite(
+                s.name,
+                s.inspect,
+                renderer,
+                cfg.base_model,
+                task_args=dict(s.task_args),
+                limit=s.limit,
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                seed=seed,
+            )
+        ]
+    if isinstance(s, BundleSuiteConfig):
+        return list(
+            load_bundle(
+                s.name,
+                s.bundle,
+                renderer=renderer,
+                data_dir=s.data_dir,
+                limit=s.limit,
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                seed=seed,
+            )
+        )
+    return [
+        load_suite(
+            s.name,
+            renderer=renderer,
+            file=s.file,
+            benchmark=s.benchmark if isinstance(s, BenchmarkSuiteConfig) else None,
+            grader=s.grader,
+            grader_options=_grader_options(s, cfg, service, where),
+            limit=s.limit,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            seed=seed,
+        )
+    ]
 
 
 def build_suites(
     cfg: RunConfig, renderer: Renderer, service: ServiceClient | None = None
-) -> list[Suite]:
-    """Every eval suite of ``cfg`` loaded (bundles expanded into one suite per benchmark).
-    ``service`` is needed only for a judge that runs on the backend."""
-    suites: list[Suite] = []
+) -> list[tuple[Suite, SuiteRule]]:
+    """Every eval suite of ``cfg`` loaded, with its rule (bundles expanded into one suite per
+    benchmark, each with the bundle's rule). ``service`` is needed only for a judge that runs on
+    the backend."""
+    suites: list[tuple[Suite, SuiteRule]] = []
     for i, s in enumerate(cfg.evals):
         where = f"evals[{i}] ({s.name})"
-        if s.inspect:
-            suites.append(_inspect_suite(s, cfg))
-            continue
-        if s.bundle:
-            specs = expand_bundle(s.name, s.bundle, data_dir=s.data_dir)
-            if s.limit:
-                specs = [replace(spec, limit=s.limit) for spec in specs]
-            if s.max_tokens:
-                specs = [replace(spec, max_tokens=s.max_tokens) for spec in specs]
-        else:
-            options = _grader_options(s, cfg, service, where)
-            specs = [
-                SuiteSpec(
-                    s.name,
-                    kind=s.kind,
-                    file=s.file,
-                    benchmark=s.benchmark,
-                    grader=s.grader,
-                    grader_options=options,
-                    limit=s.limit,
-                    max_tokens=s.max_tokens,
-                )
-            ]
-        for spec in specs:
-            try:
-                loaded = load_suite(spec, renderer=renderer.name)
-            except EvalError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-            rule = _rule(spec.name, s)
-            suites.append(
-                Suite(
-                    spec.name,
-                    loaded.examples,
-                    loaded.grader,
-                    rule,
-                    loaded.max_tokens,
-                    s.temperature,
-                    loaded.suite_hash,
-                    loaded.kind,
-                    loaded.provenance,
-                )
-            )
-    names = [suite.name for suite in suites]
+        try:
+            loaded = _load(s, cfg, renderer, service, where)
+        except EvalError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        suites += [(suite, _rule(suite.name, s)) for suite in loaded]
+    names = [suite.name for suite, _ in suites]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise ConfigError(f"suite names {clash} appear twice (a bundle adds <name>-<benchmark>)")
@@ -324,7 +267,7 @@ def build_context(
     notes: list[str] = []
 
     suites = build_suites(cfg, renderer, service)
-    all_eval = [view for suite in suites for view in leakage_views(suite.examples)]
+    all_eval = [view for suite, _ in suites for view in leakage_views(suite.examples)]
 
     train, report = dedupe(load_many(cfg.data.train))
     if report.removed:

@@ -23,11 +23,11 @@ from evaltune.bridge.checkpoints import CheckpointStore
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
 from evaltune.data.records import parse_record
-from evaltune.evals import EvalResult, validation_nll
+from evaltune.evals import EvalResult, Suite, validation_nll
 from evaltune.loop.adaptive import plan_round_data, tag_train_loss
 from evaltune.loop.allocate import ALL
 from evaltune.loop.analysis import analyse_round
-from evaltune.loop.context import RunContext, Suite, build_context
+from evaltune.loop.context import RunContext, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
 from evaltune.loop.noise import compare_rounds
 from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, next_plan
@@ -109,10 +109,10 @@ class _Loop:
         self, k: int, sampler: SamplingClient, model_path: str | None
     ) -> dict[str, EvalResult]:
         results: dict[str, EvalResult] = {}
-        for suite in self.ctx.suites:
+        for suite, rule in self.ctx.suites:
             result = self._eval_suite(k, suite, sampler, model_path)
             results[suite.name] = result
-            m, rule = result.metrics, suite.rule
+            m = result.metrics
             goal = f" · threshold {rule.threshold}" if rule.threshold is not None else ""
             self.rep.message(
                 f"round {k} · {suite.name}: {rule.metric} "
@@ -127,10 +127,7 @@ class _Loop:
         self.rep.start(task, f"round {k} · eval {suite.name}", len(suite.examples))
         result = suite.evaluate(
             sampler,
-            self.ctx.renderer,
-            seed=self.cfg.training.seed,
             model_path=model_path,
-            max_seq_len=self.ctx.max_seq_len,
             progress=lambda done, total: self.rep.advance(task, done),
             log_dir=self.run.round_dir(k) / "eval" / "inspect",  # Inspect tasks' logs
         )
@@ -141,7 +138,9 @@ class _Loop:
 
     def _results(self, k: int) -> dict[str, EvalResult]:
         folder = self.run.path / "rounds" / str(k) / "eval"
-        return {s.name: EvalResult.read_jsonl(folder / f"{s.name}.jsonl") for s in self.ctx.suites}
+        return {
+            s.name: EvalResult.read_jsonl(folder / f"{s.name}.jsonl") for s, _ in self.ctx.suites
+        }
 
     def _analyse(self, k: int, results: dict[str, EvalResult]) -> None:
         similarity = self.cfg.loop.selection.similarity
@@ -337,7 +336,7 @@ class _Loop:
         best = choose_best(earlier, self.ctx.rules) or baseline_of(earlier)
         if best is None:
             return None
-        targets = [s.name for s in self.ctx.suites if s.rule.role == "target" and s.kind != "nll"]
+        targets = [s.name for s in self._target_suites()]
         cmp = compare_rounds(
             results,
             self._results(best["round"]),
@@ -419,7 +418,7 @@ class _Loop:
         available = [e for e in self.ctx.pool if e.id not in used]
         if sel.strategy == "none" or not available:
             return None
-        targets = [s for s in self.ctx.suites if s.rule.role == "target"]
+        targets = [s for s, rule in self.ctx.suites if rule.role == "target"]
         results = self._results(k)
         per_tag = {
             s.name: {t: v["accuracy"] for t, v in results[s.name].per_tag.items()} for s in targets
@@ -500,7 +499,7 @@ class _Loop:
 
     # -- adaptive selection -----------------------------------------------------------------
     def _target_suites(self) -> list[Suite]:
-        return [s for s in self.ctx.suites if s.rule.role == "target" and s.kind != "nll"]
+        return [s for s, rule in self.ctx.suites if rule.role == "target" and s.kind != "nll"]
 
     def _failed_by_tag(self, k: int) -> dict[str, list[str]]:
         if not any(r["round"] == k for r in self.rounds):
@@ -544,7 +543,7 @@ class _Loop:
                 generator=syn.generator,
                 chat=chat,
                 known_prompts=[e.prompt for e in self.examples.values()],
-                eval_prompts=[e.prompt for s in self.ctx.suites for e in s.examples],
+                eval_prompts=[e.prompt for s, _ in self.ctx.suites for e in s.examples],
                 per_tag=syn.per_tag,
             )
         return self.synthesiser
@@ -553,7 +552,8 @@ class _Loop:
         sel = self.cfg.loop.selection
         trained = set(self.state.trained)
         available = [i for i in self.pool if i not in trained]
-        thresholds = [s.rule.threshold for s in self._target_suites() if s.rule.threshold]
+        targets = {s.name for s in self._target_suites()}
+        thresholds = [r.threshold for r in self.ctx.rules if r.name in targets and r.threshold]
         rank = self._plan().rank
         frozen = frozenset(t for t, r in self.state.stalled.items() if r == rank)
         data = plan_round_data(

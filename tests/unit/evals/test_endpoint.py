@@ -13,7 +13,7 @@ import pytest
 
 from evaltune.data import Message
 from evaltune.errors import ConfigError, EvalError
-from evaltune.evals import EndpointClient, SuiteSpec, evaluate_endpoint, load_suite
+from evaltune.evals import EndpointClient, evaluate_endpoint, load_suite
 from evaltune.evals.endpoint import completion_prompt, normalize_base_url
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -123,7 +123,7 @@ def test_a_suite_on_an_endpoint_is_an_eval_result(tmp_path: Path) -> None:
         calls.append(question)
         return chat_reply(answers[question])
 
-    suite = load_suite(SuiteSpec("s", file=str(tmp_path / "s.jsonl")), renderer="endpoint-chat")
+    suite = load_suite("s", file=str(tmp_path / "s.jsonl"), renderer="endpoint-chat")
     progress: list[int] = []
     result = evaluate_endpoint(
         suite, client(handler), seed=3, progress=lambda done, total: progress.append(done)

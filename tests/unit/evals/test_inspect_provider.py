@@ -28,6 +28,7 @@ from tinker import types
 
 from evaltune.backends.local import ServiceClient
 from evaltune.config import load_config
+from evaltune.config.schema import InspectSuiteConfig
 from evaltune.data import Message, get_renderer
 from evaltune.engine import get_engine
 from evaltune.errors import ConfigError, EvalError
@@ -278,8 +279,8 @@ def test_an_inspect_suite_validates_and_rejects_mixed_sources(
     folder = task_file.parent
     cfg = load_config(_config(folder, model_dir, {"inspect": "tasks.py@arithmetic"}))
     suite = cfg.evals[0]
+    assert isinstance(suite, InspectSuiteConfig)  # no grader, no file: the task brings them
     assert suite.inspect == f"{task_file}@arithmetic"  # relative to the config file
-    assert suite.grader is None and suite.file is None
     registered = load_config(_config(folder, model_dir, {"inspect": "inspect_evals/gsm8k"}))
     assert registered.evals[0].inspect == "inspect_evals/gsm8k"
     for extra, message in (
@@ -303,20 +304,20 @@ def test_an_inspect_suite_runs_against_the_runs_checkpoint(
     service = ServiceClient(checkpoint_dir=tmp_path / "ckpt")
     sampler = service.create_sampling_client(base_model=model_dir).result()
     renderer = get_renderer("role_colon", sampler.get_tokenizer())
-    (built,) = build_suites(cfg, renderer, service)
-    assert built.kind == "inspect" and built.examples == [] and built.rule.metric == "accuracy"
+    ((built, rule),) = build_suites(cfg, renderer, service)
+    assert built.kind == "inspect" and built.examples == [] and rule.metric == "accuracy"
 
     # A trained adapter, evaluated as a round would: its path is the model the log names.
     tc = service.create_lora_training_client(model_dir, rank=2, seed=0).result()
     path = tc.save_weights_for_sampler("round-1").result().path
     adapter = service.create_sampling_client(model_path=path).result()
-    result = built.evaluate(adapter, renderer, seed=0, model_path=path, log_dir=tmp_path / "r1")
+    result = built.evaluate(adapter, model_path=path, log_dir=tmp_path / "r1")  # seed: the run's
     assert result.suite == "arith" and result.metrics["n"] == 2  # limit: 2 of the task's 3
     assert result.model_path == path
     assert result.provenance["model"] == f"evaltune/{path}"
     assert result.sampling["max_tokens"] == 5 and result.sampling["seed"] == 0
     assert list((tmp_path / "r1").glob("*.eval"))
-    base = built.evaluate(sampler, renderer, log_dir=tmp_path / "r0")
+    base = built.evaluate(sampler, log_dir=tmp_path / "r0")
     assert base.model_path is None and base.provenance["model"] == f"evaltune/{model_dir}"
 
 

@@ -1,6 +1,6 @@
 """Suites from plain arguments: loading, the suite hash (data + prompt template + grader +
 renderer), provenance, per-sample metrics in results, old result files, bundles, and NLL as a
-suite on the tiny model through both clients."""
+suite on the tiny model through both clients, evaluated through the ``Suite`` protocol."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from evaltune.errors import EvalError
 from evaltune.evals import (
     EvalResult,
     SampleRecord,
-    SuiteSpec,
     compare_results,
     evaluate_nll,
-    evaluate_suite,
     expand_bundle,
     leakage_views,
+    load_nll_suite,
     load_suite,
     metric_direction,
     suite_fingerprint,
@@ -48,7 +47,7 @@ def qa_file(tmp_path: Path) -> Path:
 
 
 def test_an_application_file_suite(qa_file: Path) -> None:
-    suite = load_suite(SuiteSpec("qa", file=str(qa_file), limit=4), renderer="role_colon")
+    suite = load_suite("qa", file=str(qa_file), limit=4, renderer="role_colon")
     assert [e.id for e in suite.examples] == ["q0", "q1", "q2", "q3"]
     assert suite.kind == "generate" and suite.max_tokens == 64
     assert suite.provenance == {
@@ -60,27 +59,22 @@ def test_an_application_file_suite(qa_file: Path) -> None:
         "renderer": "role_colon",
         "template": "",
     }
-    assert suite.grader is not None
     assert suite.grader("4", "4", suite.examples[2]).score == 1.0
 
 
 def test_a_benchmark_suite_uses_its_scorer_template_and_max_tokens() -> None:
-    spec = SuiteSpec("gsm", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl"))
-    suite = load_suite(spec, renderer="chat_template")
+    gsm = {"benchmark": "gsm8k", "file": str(FIXTURES / "gsm8k.jsonl")}
+    suite = load_suite("gsm", **gsm, renderer="chat_template")
     assert suite.provenance["grader"] == "gsm8k" and suite.max_tokens == 512
     assert suite.provenance["template"].startswith("Solve the following math word problem.")
-    override = load_suite(
-        SuiteSpec("gsm", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl"), grader="numeric",
-                  max_tokens=300),
-        renderer="chat_template",
-    )  # fmt: skip
+    override = load_suite("gsm", **gsm, grader="numeric", max_tokens=300, renderer="chat_template")
     assert override.provenance["grader"] == "numeric" and override.max_tokens == 300
 
 
 def test_suite_hash_covers_data_template_grader_and_renderer(qa_file: Path) -> None:
     def digest(**kw: Any) -> str:
         renderer = kw.pop("renderer", "role_colon")
-        return load_suite(SuiteSpec("s", **kw), renderer=renderer).suite_hash
+        return load_suite("s", **kw, renderer=renderer).suite_hash
 
     gsm = {"benchmark": "gsm8k", "file": str(FIXTURES / "gsm8k.jsonl")}
     base = digest(**gsm)
@@ -96,35 +90,37 @@ def test_suite_hash_covers_data_template_grader_and_renderer(qa_file: Path) -> N
 
 
 def test_the_template_text_is_in_the_hash() -> None:
-    examples = load_suite(SuiteSpec("s", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl")),
-                          renderer="r").examples  # fmt: skip
+    examples = load_suite(
+        "s", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl"), renderer="r"
+    ).examples
     a = suite_fingerprint(examples, renderer="r", template="Q: {question}", grader="gsm8k")
     b = suite_fingerprint(examples, renderer="r", template="Question: {question}", grader="gsm8k")
     assert a != b
 
 
 def test_bad_specs_raise_eval_errors(qa_file: Path) -> None:
-    with pytest.raises(EvalError, match="kind 'ppl'; choose one of: generate, nll"):
-        load_suite(SuiteSpec("s", kind="ppl", file=str(qa_file)), renderer="r")
     with pytest.raises(EvalError, match="needs a file"):
-        load_suite(SuiteSpec("s"), renderer="r")
+        load_suite("s", renderer="r")
     with pytest.raises(EvalError, match=r"grader 'gsm8k'.*unexpected keyword argument 'mode'"):
-        load_suite(SuiteSpec("s", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl"),
-                             grader_options={"mode": "x"}), renderer="r")  # fmt: skip
+        load_suite("s", benchmark="gsm8k", file=str(FIXTURES / "gsm8k.jsonl"),
+                   grader_options={"mode": "x"}, renderer="r")  # fmt: skip
+    # a suite loaded for an endpoint (a renderer name only) cannot sample on a client
+    with pytest.raises(EvalError, match="renderer name 'r' only"):
+        load_suite("s", file=str(qa_file), renderer="r").evaluate(None)  # type: ignore[arg-type]
 
 
 def test_expand_bundle_uses_data_dir_files_where_present(tmp_path: Path) -> None:
     (tmp_path / "gsm8k.jsonl").write_text((FIXTURES / "gsm8k.jsonl").read_text())
-    specs = expand_bundle("general", "quick", data_dir=tmp_path)
-    assert [s.name for s in specs] == [
+    members = expand_bundle("general", "quick", data_dir=tmp_path)
+    assert [m.name for m in members] == [
         "general-gsm8k", "general-mmlu", "general-ifeval", "general-humaneval"]  # fmt: skip
-    assert specs[0].file == str(tmp_path / "gsm8k.jsonl") and specs[0].limit == 50
-    assert specs[1].file is None and all(s.spread for s in specs)
+    assert members[0].file == str(tmp_path / "gsm8k.jsonl") and members[0].limit == 50
+    assert members[1].file is None
 
 
 def test_leakage_views_add_bare_benchmark_questions() -> None:
     examples = load_suite(
-        SuiteSpec("m", benchmark="math", file=str(FIXTURES / "math.jsonl")), renderer="r"
+        "m", benchmark="math", file=str(FIXTURES / "math.jsonl"), renderer="r"
     ).examples
     views = leakage_views(examples)
     assert len(views) == 2 * len(examples)
@@ -183,12 +179,10 @@ def test_nll_suite_agrees_with_validation_nll_on_both_clients(
 ) -> None:
     training, sampler = clients
     renderer = get_renderer("role_colon", training.get_tokenizer())
-    suite = load_suite(SuiteSpec("val", kind="nll", file=str(qa_file)), renderer=renderer.name)
-    assert suite.grader is None and suite.provenance["grader"] == "nll"
+    suite = load_nll_suite("val", str(qa_file), renderer=renderer)
+    assert suite.kind == "nll" and suite.provenance["grader"] == "nll"
     progress: list[int] = []
-    via_sampler = evaluate_suite(
-        suite, sampler, renderer, model_path="m", progress=lambda d, t: progress.append(d)
-    )
+    via_sampler = suite.evaluate(sampler, model_path="m", progress=lambda d, t: progress.append(d))
     via_training = evaluate_nll(training, suite.examples, renderer, suite="val")
     reference = validation_nll(
         training, [to_datum(renderer.render_example(e)) for e in suite.examples]
