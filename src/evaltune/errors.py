@@ -15,6 +15,7 @@ __all__ = [
     "EvalError",
     "EvaltuneError",
     "ModelNotFoundError",
+    "TrainingError",
 ]
 
 
@@ -40,6 +41,11 @@ class ModelNotFoundError(EngineError, ValueError):
 
 class EvalError(EvaltuneError, RuntimeError):
     """An evaluation could not run or could not be scored."""
+
+
+class TrainingError(EvaltuneError, RuntimeError):
+    """Training cannot go on: the loss or the gradients became non-finite (a learning rate far
+    too high, say). Nothing from the failing round is saved; the run stays resumable."""
 
 
 class BackendError(EvaltuneError, RuntimeError):

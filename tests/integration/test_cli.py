@@ -439,3 +439,32 @@ def test_a_bad_config_imports_no_model_code(tmp_path: Path) -> None:
     assert "foo: unknown field" in done.stderr
     assert done.stdout.strip() == "exit 2 heavy []", done.stderr
 
+
+# -- a diverged round -------------------------------------------------------------------------
+def test_a_diverged_run_exits_1_and_resumes_with_a_lower_learning_rate(
+    runner: CliRunner, tiny_config: Path
+) -> None:
+    result = runner.invoke(app, ["run", str(tiny_config), "training.learning_rate=1e30"])
+    assert result.exit_code == 1, result.output
+    message = unwrapped(result.stderr)
+    assert "error: training diverged at step 2 of 4" in message
+    assert "training.learning_rate=<lower>" in message
+    assert "Traceback" not in result.output
+    (run,) = (tiny_config.parent / "ws" / "runs").iterdir()
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "failed" and "diverged" in state["error"]
+    assert not (run / "rounds" / "1" / "train.json").exists()
+
+    result = runner.invoke(app, ["resume", str(run), "training.learning_rate=1e-2"])
+    assert result.exit_code == 0, result.output
+    assert "the last attempt failed: training diverged" in unwrapped(result.stderr)
+    state = json.loads((run / "state.json").read_text())
+    assert (state["status"], state["error"]) == ("finished", None)
+    assert state["rounds"][1]["lr"] == pytest.approx(1e-2)
+    assert load_config(run / "config.yaml").training.learning_rate == pytest.approx(1e-2)
+
+
+def test_resume_refuses_overrides_outside_training(runner: CliRunner, finished_run: Path) -> None:
+    result = runner.invoke(app, ["resume", str(finished_run), "loop.max_rounds=9"])
+    assert result.exit_code == 2, result.output
+    assert "resume takes overrides of training.* only" in unwrapped(result.stderr)

@@ -109,14 +109,21 @@ def resume(
     run_folder: Annotated[
         Path, typer.Argument(help="A run folder, e.g. runs/20261121-101500-demo.")
     ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="training.* overrides for the rounds still to train, e.g. "
+            "training.learning_rate=1e-5 after a diverged round"
+        ),
+    ] = None,
 ) -> None:
-    """Continue a stopped run from its last completed phase."""
+    """Continue a stopped or failed run from its last completed phase."""
     from evaltune.cli.reporter import RichReporter
     from evaltune.loop import resume_run
 
     def go() -> None:
         with RichReporter(console) as reporter:
-            run = resume_run(run_folder, reporter)
+            run = resume_run(run_folder, reporter, overrides or ())
         out.print(f"run folder: {run.path.resolve()}")
 
     guarded(go)

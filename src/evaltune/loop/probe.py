@@ -5,7 +5,8 @@ The model-size heuristic (``train.auto_learning_rate``) is a starting point, not
 a small, easy set it memorises in a handful of steps. Before round 1 the probe splits the
 training datums 80/20 (seeded), trains a fresh adapter ``steps`` steps at each
 ``factor × heuristic`` and keeps the learning rate with the lowest validation NLL on the 20 %
-(ties: the lower learning rate). Eval suites are never touched, so the choice cannot leak them.
+(ties: the lower learning rate; one that diverges scores NaN and is never chosen). Eval suites
+are never touched, so the choice cannot leak them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.errors import TrainingError
 from evaltune.evals import validation_nll
 from evaltune.train import run_sft_round
 
@@ -75,21 +77,26 @@ def probe_learning_rate(
     candidates, tokens = [], 0
     for factor in sorted(set(factors)):
         client = make_client()
-        result = run_sft_round(
-            client,
-            train,
-            steps=steps,
-            batch_size=batch_size,
-            learning_rate=base_lr * factor,
-            seed=seed,
-        )
-        tokens += result.tokens
-        nll = validation_nll(client, held_out).mean_nll
+        try:
+            result = run_sft_round(
+                client,
+                train,
+                steps=steps,
+                batch_size=batch_size,
+                learning_rate=base_lr * factor,
+                seed=seed,
+            )
+        except TrainingError:  # this rate diverged: a candidate never chosen, not a failed run
+            nll, train_loss = math.nan, math.nan
+        else:
+            tokens += result.tokens
+            nll = validation_nll(client, held_out).mean_nll
+            train_loss = result.final_loss or math.nan
         cand = {
             "factor": factor,
             "lr": base_lr * factor,
             "val_nll": float(nll),
-            "train_loss": float(result.final_loss or math.nan),
+            "train_loss": float(train_loss),
         }
         candidates.append(cand)
         if on_candidate:

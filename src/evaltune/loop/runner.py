@@ -9,11 +9,17 @@ round restarts from the previous round's checkpoint, on the same seeded batches.
 The decide phase also plans the next round (policies: ``loop/policies.py``) and picks the pool
 examples it adds (``loop/select.py``); both are written into the state before the round starts,
 so a resumed run trains exactly what the interrupted one would have.
+
+A run that stops on one of our errors (bad data found while building it, a diverged round) is
+marked ``failed`` with the reason, its last completed phase intact; ``resume`` runs it again,
+optionally with ``training.*`` overrides (a lower learning rate) that apply from the next
+round on.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ from evaltune.bridge.checkpoints import CheckpointStore
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
 from evaltune.data.records import parse_record
+from evaltune.errors import ConfigError, EvaltuneError, TrainingError
 from evaltune.evals import EvalResult, Suite, validation_nll
 from evaltune.loop.adaptive import plan_round_data, tag_train_loss
 from evaltune.loop.allocate import ALL
@@ -62,18 +69,45 @@ def run_loop(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
     return run
 
 
-def resume_run(path: Path, reporter: Reporter | None = None) -> RunDir:
+def resume_run(
+    path: Path, reporter: Reporter | None = None, overrides: Sequence[str] = ()
+) -> RunDir:
+    """Continue after the last completed phase; ``overrides`` (``training.*`` only) change the
+    run's config from the next round on and are written into its ``config.yaml``."""
     run = RunDir.open(path)
-    cfg = load_config(run.path / "config.yaml")
+    bad = [o for o in overrides if not o.strip().startswith("training.")]
+    if bad:
+        raise ConfigError(
+            f"resume takes overrides of training.* only; found {', '.join(map(repr, bad))}: "
+            "anything else changes what the run's earlier rounds mean, so start a new run"
+        )
+    cfg = load_config(run.path / "config.yaml", overrides)
     state = RunState.from_json(run.read_json(STATE))
     rep = reporter or NullReporter()
     if state.status == "finished":
         rep.message(f"run already finished ({state.stop_reason}); nothing to resume")
         return run
-    rep.message(f"resuming {run.path}")
-    run.event("run_resumed")
+    if state.status == "failed":
+        rep.message(f"the last attempt failed: {state.error}")
+    state.status, state.error = "running", None
+    if overrides:
+        _apply_overrides(run, cfg, state)
+    run.write_json(STATE, state.to_json())
+    rep.message(f"resuming {run.path}" + (f" with {' '.join(overrides)}" if overrides else ""))
+    run.event("run_resumed", overrides=list(overrides))
     _execute(run, cfg, rep)
     return run
+
+
+def _apply_overrides(run: RunDir, cfg: RunConfig, state: RunState) -> None:
+    """Write the overridden config and carry a new learning rate or step count into the
+    pending plan (the next round's): the policies go on from there."""
+    run.write_text("config.yaml", dump_config(cfg))
+    t = cfg.training
+    if state.plan is not None and t.learning_rate != "auto":
+        state.plan["lr"] = t.learning_rate
+    if state.plan is not None and t.steps_per_round != "auto":
+        state.plan["steps"] = t.steps_per_round
 
 
 class _Loop:
@@ -716,6 +750,28 @@ class _Loop:
 
 
 def _execute(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
+    try:
+        _build_and_run(run, cfg, rep)
+    except EvaltuneError as exc:
+        _mark_failed(run, str(exc))
+        if isinstance(exc, TrainingError):
+            raise TrainingError(
+                f"{exc}; then continue the run from its last completed phase: evaltune resume "
+                f"{run.path} training.learning_rate=<lower>"
+            ) from exc
+        raise
+
+
+def _mark_failed(run: RunDir, reason: str) -> None:
+    """Mark the state on disk (the last completed phase, not what the failing one half-built)
+    ``failed`` with ``reason``: no folder claims to be running when nothing is."""
+    state = RunState.from_json(run.read_json(STATE))
+    state.status, state.error = "failed", reason[:2000]
+    run.write_json(STATE, state.to_json())
+    run.event("run_failed", error=reason[:2000])
+
+
+def _build_and_run(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
     ctx = build_context(cfg, run.checkpoints, progress=rep.message)
     for note in ctx.notes:
         rep.message(f"data: {note}")

@@ -34,7 +34,7 @@ class Phase(StrEnum):
 @dataclass
 class RunState:
     run_id: str
-    status: str = "running"  # running | finished
+    status: str = "running"  # running | finished | failed (resume runs it again)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     global_step: int = 0
     tokens: int = 0  # training tokens, the probe's included
@@ -47,6 +47,7 @@ class RunState:
     probe: dict[str, Any] | None = None  # the learning-rate probe, once it ran
     last_state_path: str | None = None
     stop_reason: str | None = None
+    error: str | None = None  # why the last attempt failed (status "failed")
     best_round: int | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None

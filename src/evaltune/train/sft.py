@@ -5,10 +5,16 @@ Tinker. Each optimizer step takes ``grad_accum`` micro-batches of ``batch_size``
 queued before waiting, as Tinker recommends); the loss reported per step is the mean NLL per
 weighted token. Batches come from a seeded shuffle of the whole dataset, epoch after epoch, so a
 round replayed after a crash sees exactly the same data.
+
+A non-finite loss or gradient norm stops the round with a ``TrainingError`` before the step is
+reported: the caller saves nothing from it. The optimizer step is queued before its loss is read
+(one round trip per step on Tinker), so the client's weights are spoiled by then; they are never
+saved, and a resumed run starts again from the last saved checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,7 +24,7 @@ from typing import Any
 from tinker import types
 
 from evaltune.backends.contract import TrainingClient
-from evaltune.errors import EvaltuneError
+from evaltune.errors import EvaltuneError, TrainingError
 from evaltune.train.schedule import lr_at
 
 __all__ = ["SFTRoundResult", "StepMetrics", "batches", "run_sft_round"]
@@ -106,6 +112,18 @@ def _datum_losses(
     return losses
 
 
+def _check_finite(m: StepMetrics, i: int, steps: int) -> None:
+    """Stop the round when step ``i`` of ``steps`` diverged: a nan/inf loss or gradient norm."""
+    if math.isfinite(m.loss) and (m.grad_norm is None or math.isfinite(m.grad_norm)):
+        return
+    norm = "" if m.grad_norm is None else f", gradient norm {m.grad_norm}"
+    raise TrainingError(
+        f"training diverged at step {i} of {steps} (step {m.step} of the run): loss {m.loss}"
+        f"{norm} at learning rate {m.lr:.3g}; nothing from this round was saved: lower "
+        "training.learning_rate (or set training.grad_clip_norm)"
+    )
+
+
 def run_sft_round(
     training_client: TrainingClient,  # local or tinker
     datums: Sequence[types.Datum],
@@ -122,7 +140,9 @@ def run_sft_round(
     grad_clip_norm: float = 0.0,
     on_step: Callable[[StepMetrics], None] | None = None,
 ) -> SFTRoundResult:
-    """Train ``steps`` optimizer steps; ``step_offset`` numbers them after earlier rounds."""
+    """Train ``steps`` optimizer steps; ``step_offset`` numbers them after earlier rounds.
+
+    Raises ``TrainingError`` at the first step whose loss or gradient norm is not finite."""
     result = SFTRoundResult()
     feed = batches(len(datums), batch_size, seed)
     for i in range(steps):
@@ -153,6 +173,7 @@ def run_sft_round(
             tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else 0.0,
             grad_norm=optim_metrics.get("grad_norm"),
         )
+        _check_finite(metrics, i + 1, steps)
         result.steps.append(metrics)
         if on_step:
             on_step(metrics)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from evaltune.data import Example
-from evaltune.errors import ConfigError, DataError
+from evaltune.errors import ConfigError, DataError, TrainingError
 from evaltune.evals import EvalResult
 from evaltune.evals.result import SampleRecord
 from evaltune.loop.decide import SuiteRule
@@ -105,6 +105,28 @@ def test_the_probe_keeps_the_lowest_validation_nll_and_ties_go_low() -> None:
     assert choose_probe_lr(tie, 1e-3) == 5e-4
     nan = [{"lr": 1e-3, "val_nll": float("nan")}]
     assert choose_probe_lr(nan, 7e-4) == 7e-4
+
+
+def test_a_probe_candidate_that_diverges_scores_nan_and_is_not_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import evaltune.loop.probe as probe
+    from evaltune.train import SFTRoundResult
+
+    def train(client: Any, datums: Any, *, learning_rate: float, **kw: Any) -> SFTRoundResult:
+        if learning_rate > 1:
+            raise TrainingError("training diverged at step 2 of 3")
+        return SFTRoundResult()
+
+    nll = type("NLL", (), {"mean_nll": 0.8})()
+    monkeypatch.setattr(probe, "run_sft_round", train)
+    monkeypatch.setattr(probe, "validation_nll", lambda client, held_out: nll)
+    result = probe.probe_learning_rate(
+        object, list(range(10)), 1e-2, factors=[1.0, 1e32], steps=3, batch_size=4, seed=0
+    )
+    assert result is not None and result.chosen == pytest.approx(1e-2)
+    diverged = result.candidates[1]
+    assert diverged["lr"] == pytest.approx(1e30) and diverged["val_nll"] != diverged["val_nll"]
 
 
 def test_the_probe_split_holds_out_a_fifth_seeded() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evaltune.errors import EvaltuneError
+from evaltune.errors import EvaltuneError, TrainingError
 from evaltune.train import StepMetrics, batches, lr_at, run_sft_round
 
 
@@ -219,3 +219,37 @@ def test_example_losses_are_each_datums_last_loss(client: Any, datums: list[Any]
     # Two steps of 4 are one epoch: every datum is covered once.
     again = run_sft_round(client, datums, steps=2, batch_size=4, learning_rate=1e-3, seed=3)
     assert sorted(again.example_loss) == list(range(8))
+
+
+def test_a_diverging_round_stops_with_a_training_error(client: Any, datums: list[Any]) -> None:
+    # lr 1e30: step 1 is finite, its update overflows the weights, step 2's loss is nan.
+    seen: list[StepMetrics] = []
+    with pytest.raises(TrainingError, match=r"diverged at step 2 of 4 \(step 7 of the run\)"):
+        run_sft_round(
+            client,
+            datums,
+            steps=4,
+            batch_size=4,
+            learning_rate=1e30,
+            seed=0,
+            step_offset=5,
+            on_step=seen.append,
+        )
+    assert [m.step for m in seen] == [6]  # the diverged step is never reported
+
+
+def test_a_non_finite_gradient_norm_stops_the_round(client: Any, datums: list[Any]) -> None:
+    class Done:
+        def __init__(self) -> None:
+            self.metrics = {"grad_norm": float("inf")}
+
+        def result(self) -> Any:
+            return self
+
+    class InfNorm(Recorder):
+        def optim_step(self, params: Any) -> Any:
+            self.inner.optim_step(params).result()
+            return Done()
+
+    with pytest.raises(TrainingError, match="gradient norm inf"):
+        run_sft_round(InfNorm(client), datums, steps=2, batch_size=4, learning_rate=1e-3, seed=0)
