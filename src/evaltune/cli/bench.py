@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +23,7 @@ from evaltune.cli.console import console, guarded, out
 from evaltune.errors import ConfigError, EvalError
 
 if TYPE_CHECKING:
-    from evaltune.evals import EvalResult, SuiteSpec
+    from evaltune.evals import EvalResult, GeneratedSuite
 
 __all__ = ["bench", "print_accuracy"]
 
@@ -51,7 +50,7 @@ def print_accuracy(result: EvalResult, out: Console) -> None:
         out.print(table)
 
 
-def _specs(
+def _suites(
     suite: str,
     name: str | None,
     benchmark: str | None,
@@ -60,29 +59,44 @@ def _specs(
     limit: int | None,
     max_tokens: int | None,
     data_dir: Path | None,
-) -> list[SuiteSpec]:
-    """The SuiteSpecs ``--suite`` names: a file, a benchmark, or a bundle/template."""
+    renderer: str,
+) -> list[GeneratedSuite]:
+    """The suites ``--suite`` names, loaded: a file, a benchmark, or a bundle/template."""
     from evaltune.config.schema import did_you_mean
-    from evaltune.evals import SuiteSpec, expand_bundle
+    from evaltune.evals import load_bundle, load_suite
     from evaltune.evals.benchmarks import BENCHMARKS, BUNDLES, TEMPLATES
 
     options = {"pattern": pattern} if pattern else {}
-    if Path(suite).is_file():
-        if benchmark is not None and benchmark not in BENCHMARKS:
-            raise ConfigError(f"--benchmark {benchmark!r}; choose one of: {', '.join(BENCHMARKS)}")
-        stem = Path(suite).name.split(".")[0]
-        spec = SuiteSpec(name or stem, file=suite, benchmark=benchmark, grader=grader)
-        return [replace(spec, grader_options=options, limit=limit, max_tokens=max_tokens)]
-    if suite in BENCHMARKS:
-        spec = SuiteSpec(name or suite, benchmark=suite, grader=grader)
-        return [replace(spec, grader_options=options, limit=limit, max_tokens=max_tokens)]
-    if suite in BUNDLES or suite in TEMPLATES:
-        if grader:
-            raise ConfigError("--grader with a bundle: each benchmark uses its own scorer")
-        specs = expand_bundle(name or suite, suite, data_dir=data_dir)
-        return [
-            replace(s, limit=limit or s.limit, max_tokens=max_tokens or s.max_tokens) for s in specs
-        ]
+    common = {"renderer": renderer, "limit": limit, "max_tokens": max_tokens}
+    try:
+        if Path(suite).is_file():
+            if benchmark is not None and benchmark not in BENCHMARKS:
+                raise ConfigError(
+                    f"--benchmark {benchmark!r}; choose one of: {', '.join(BENCHMARKS)}"
+                )
+            stem = Path(suite).name.split(".")[0]
+            return [
+                load_suite(
+                    name or stem,
+                    file=suite,
+                    benchmark=benchmark,
+                    grader=grader,
+                    grader_options=options,
+                    **common,
+                )
+            ]
+        if suite in BENCHMARKS:
+            return [
+                load_suite(
+                    name or suite, benchmark=suite, grader=grader, grader_options=options, **common
+                )
+            ]
+        if suite in BUNDLES or suite in TEMPLATES:
+            if grader:
+                raise ConfigError("--grader with a bundle: each benchmark uses its own scorer")
+            return load_bundle(name or suite, suite, data_dir=data_dir, **common)
+    except EvalError as exc:  # a wrong grader, pattern or benchmark file: usage
+        raise ConfigError(str(exc)) from None
     choices = [*BENCHMARKS, *BUNDLES, *TEMPLATES]
     close = did_you_mean(suite, choices)
     hint = f" (did you mean {close!r}?)" if close else ""
@@ -157,9 +171,11 @@ def bench(
 
     def go() -> None:
         from evaltune.cli.reporter import RichReporter
-        from evaltune.evals import EndpointClient, evaluate_endpoint, load_suite
+        from evaltune.evals import EndpointClient, evaluate_endpoint
 
-        specs = _specs(suite, name, benchmark, grader, pattern, limit, max_tokens, data_dir)
+        loaded = _suites(
+            suite, name, benchmark, grader, pattern, limit, max_tokens, data_dir, f"endpoint-{api}"
+        )
         key = os.environ.get(api_key_env) or None
         if key is None:
             console.print(f"note: ${api_key_env} is not set; sending requests without an API key")
@@ -174,12 +190,6 @@ def bench(
             key_source=f"${api_key_env} (--api-key-env names another variable)",
         )
         try:
-            loaded = []
-            for spec in specs:
-                try:
-                    loaded.append(load_suite(spec, renderer=f"endpoint-{api}"))
-                except EvalError as exc:  # a wrong grader, pattern or benchmark file: usage
-                    raise ConfigError(str(exc)) from None
             paths = _outputs([s.name for s in loaded], model, output)
             for s, path in zip(loaded, paths, strict=True):
                 with RichReporter(console) as rep:

@@ -76,10 +76,9 @@ def _bundle(name: str, data_dir: Path | None, out: Console) -> None:
     from evaltune.evals.benchmarks import get_benchmark
 
     table = Table("suite", "benchmark", "items", "data", title=f"bundle {name} expands to")
-    for spec in expand_bundle(name, name, data_dir=data_dir):
-        assert spec.benchmark is not None
-        source = spec.file or _source(get_benchmark(spec.benchmark))
-        table.add_row(spec.name, spec.benchmark, str(spec.limit or "all"), source)
+    for member in expand_bundle(name, name, data_dir=data_dir):
+        source = member.file or _source(get_benchmark(member.benchmark))
+        table.add_row(member.name, member.benchmark, str(member.limit or "all"), source)
     out.print(table)
     out.print(
         f"config:\n  - name: {name}\n    bundle: {name}\n    role: guard\n    tolerance: 0.05"
