@@ -146,9 +146,12 @@ def test_failing_work_fails_its_future_only(server: SharedServer, tiny_model_dir
     with pytest.raises(tinker.RequestFailedError, match="not supported"):
         tc.forward([good], "dpo").result()
     sampler = service.create_sampling_client(base_model=str(tiny_model_dir)).result()
-    too_long = types.SamplingParams(max_tokens=100_000)
+    too_long = types.SamplingParams(max_tokens=500)  # under the server's cap, over the context
     with pytest.raises(tinker.RequestFailedError, match="context"):
         sampler.sample(types.ModelInput.from_ints([2, 10]), 1, too_long).result()
+    over_cap = types.SamplingParams(max_tokens=100_000)  # refused before anything is queued
+    with pytest.raises(tinker.BadRequestError, match="limit of 1024 tokens"):
+        sampler.sample(types.ModelInput.from_ints([2, 10]), 1, over_cap).result()
     # ... and the same client and server carry on.
     assert tc.forward([good], "cross_entropy").result().metrics["loss:sum"] > 0
     assert_serving(server)

@@ -25,7 +25,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from evaltune.errors import EvaltuneError
+from evaltune.errors import EngineError, EvaltuneError
 from evaltune.server.http import ApiError
 
 __all__ = ["POLL_SECONDS", "Encoded", "FutureStore"]
@@ -74,6 +74,17 @@ class FutureStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def future(self, request_id: str) -> Future[Any] | None:
+        entry = self._entries.get(request_id)
+        return None if entry is None else entry.future
+
+    def cancel_queued(self) -> None:
+        """Cancel every request that has not started (at shutdown: nobody will fetch it)."""
+        with self._lock:
+            futures = [e.future for e in self._entries.values()]
+        for future in futures:
+            future.cancel()
+
     async def retrieve(self, request_id: str, wait_s: float = POLL_SECONDS) -> Response:
         entry = self._entries.get(request_id)
         if entry is None:
@@ -89,6 +100,9 @@ class FutureStore:
                 {"type": "try_again", "request_id": request_id, "queue_state": "active"}
             )
         entry.retrieved = time.monotonic()
+        if entry.future.cancelled():
+            stopped = EngineError("the request was cancelled (by its client, or at shutdown)")
+            return JSONResponse(_failure(request_id, stopped))
         exc = entry.future.exception()
         if exc is not None:
             return JSONResponse(_failure(request_id, exc))

@@ -54,20 +54,31 @@ _TYPES = {
     405: "method_not_allowed",
     413: "request_too_large",
     415: "unsupported_media_type",
+    429: "rate_limit_error",
+    499: "client_closed_request",
+    503: "server_unavailable",
 }
 
 
 class ApiError(EvaltuneError):
     """A request the server refuses: an HTTP status and a message that says what to fix."""
 
-    def __init__(self, status: int, message: str, type_: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_ or _TYPES.get(status, "invalid_request_error")
         self.message = message
+        self.headers = headers
 
     def response(self) -> JSONResponse:
-        return JSONResponse(error_body(self.type, self.message), status_code=self.status)
+        body = error_body(self.type, self.message)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 def error_body(type_: str, message: str) -> dict[str, Any]:

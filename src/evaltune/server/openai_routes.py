@@ -7,11 +7,12 @@ engine's sample batcher, so concurrent requests for one model decode together. C
 use the tokenizer's own chat template; a model without one answers chat with a 400 that points
 to ``/v1/completions``. Returned text excludes the stop string that ended it, as OpenAI's does;
 ``stream: true`` is answered as a stream of whole-answer chunks (generation is not incremental).
+Generations are admitted, capped and cancelled by ``server.generations``: a client that
+disconnects while its answer is generated (streaming or not) stops the decode.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,8 +25,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from evaltune.bridge import CheckpointError, CheckpointRef
 from evaltune.engine import SampleSpec, read_checkpoint_meta
-from evaltune.errors import EvaltuneError
 from evaltune.server import openai_schema as schema
+from evaltune.server.generations import wait_or_cancel
 from evaltune.server.http import ApiError, read_model
 from evaltune.server.state import ServerState
 
@@ -72,23 +73,30 @@ def openai_router(state: ServerState) -> APIRouter:
         return folder
 
     async def generate(
-        folder: Path | None, prompt: list[int], req: schema._Request, budget: int | None
+        request: Request,
+        folder: Path | None,
+        prompts: list[list[int]],
+        req: schema._Request,
+        budget: int | None,
+        name: str = "max_tokens",
     ) -> list[schema.Choice]:
-        spec = SampleSpec(
-            prompt=prompt,
-            num_samples=req.n,
-            max_tokens=budget,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            stop_strings=req.stops,
-            seed=req.seed,
-        )
-        try:
-            out = await asyncio.wrap_future(state.engine.batcher.submit(folder, spec))
-        except EvaltuneError as exc:
-            raise ApiError(400, str(exc)) from None
+        """Every prompt's samples, decoded together; cancelled if the client goes away."""
+        budget = state.generations.budget(budget, name)
+        specs = [
+            SampleSpec(
+                prompt=prompt,
+                num_samples=req.n,
+                max_tokens=budget,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop_strings=req.stops,
+                seed=req.seed,
+            )
+            for prompt in prompts
+        ]
+        outputs = await wait_or_cancel(request, state.generations.start(folder, specs))
         choices = []
-        for s in out.samples:
+        for s in (s for out in outputs for s in out.samples):
             text = tokenizer.decode(s.tokens, skip_special_tokens=True)
             choices.append(
                 schema.Choice(
@@ -132,10 +140,7 @@ def openai_router(state: ServerState) -> APIRouter:
         if all(isinstance(p, int) for p in prompts):
             prompts = [prompts]  # one prompt given as token ids
         encoded = [p if isinstance(p, list) else tokenizer(p).input_ids for p in prompts]
-        results = await asyncio.gather(
-            *(generate(folder, ids, req, req.max_tokens) for ids in encoded)
-        )
-        choices = [c for group in results for c in group]
+        choices = await generate(request, folder, encoded, req, req.max_tokens)
         used = sum(len(ids) for ids in encoded)
         if req.stream:
             return _events(schema.completion_chunks(req.model, choices, used, req.include_usage))
@@ -161,7 +166,8 @@ def openai_router(state: ServerState) -> APIRouter:
         except TemplateError as exc:
             raise ApiError(400, f"the chat template rejected these messages: {exc}") from None
         ids = tokenizer(text, add_special_tokens=False).input_ids
-        choices = await generate(folder, ids, req, req.token_budget)
+        name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+        choices = await generate(request, folder, [ids], req, req.token_budget, name)
         if req.stream:
             return _events(schema.chat_chunks(req.model, choices, len(ids), req.include_usage))
         return JSONResponse(schema.chat_response(req.model, choices, len(ids)))

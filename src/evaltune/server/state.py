@@ -29,6 +29,7 @@ from evaltune.engine import Engine, LoraSpec
 from evaltune.engine.models import BUILTIN_MODELS, default_cache_dir
 from evaltune.errors import EngineError
 from evaltune.server.futures import FutureStore
+from evaltune.server.generations import MAX_PENDING, Generations, default_max_tokens
 from evaltune.server.http import ApiError
 
 __all__ = ["SamplerSession", "ServerConfig", "ServerState", "Session", "TrainingModel"]
@@ -48,6 +49,8 @@ class ServerConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     device: str | None = None
     dtype: str | None = None
+    max_tokens: int | None = None  # per request; None: what fits the device (generations.py)
+    max_pending: int = MAX_PENDING  # generations queued or running before a 429
 
 
 @dataclass
@@ -87,6 +90,8 @@ class ServerState:
         self.config = config
         self.checkpoints = CheckpointStore(config.checkpoint_dir)
         self.futures = FutureStore()
+        cap = config.max_tokens or default_max_tokens(engine.device.type)
+        self.generations = Generations(engine.batcher, cap, config.max_pending)
         self.sessions: dict[str, Session] = {}
         self.models: dict[str, TrainingModel] = {}
         self.ended: dict[str, str] = {}  # released model id -> why

@@ -3,9 +3,9 @@ telemetry, sampling sessions, ``asample`` and future retrieval.
 
 The client config this server returns keeps the SDK on its simplest paths: plain API-key auth
 (no JWT exchange), the httpx transport, uncompressed protobuf, one ``forward_backward`` chunk
-after another, and per-request future polling. Heartbeats, telemetry and cancellations are
-answered and otherwise ignored: there is no billing, no session expiry and nothing to cancel
-that the batcher would not finish within seconds.
+after another, and per-request future polling; its dynamic config turns on the SDK's sample
+cancellation, so an abandoned ``sample`` future sends ``cancel_future`` and its decode stops
+(``server.generations``). Heartbeats and telemetry are answered and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from evaltune.bridge import input_tokens, sample_spec
 from evaltune.engine import read_checkpoint_meta
 from evaltune.engine.batcher import SampleOutput
 from evaltune.engine.sampling import SEED_MAX, SEED_MIN
-from evaltune.server.http import ApiError, read_model
+from evaltune.errors import EngineError
+from evaltune.server.http import ApiError, read_json, read_model
 from evaltune.server.state import SamplerSession, ServerState
 from evaltune.server.wire import encode_sample_response
 
@@ -93,7 +94,7 @@ def service_router(state: ServerState) -> APIRouter:
 
     @router.post("/client/dynamic_config")
     async def client_dynamic_config() -> JSONResponse:
-        return _json(types.ClientDynamicConfigResponse())
+        return _json(types.ClientDynamicConfigResponse(sample_cancel_enabled=True))
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -126,7 +127,12 @@ def service_router(state: ServerState) -> APIRouter:
         return {"status": "accepted"}
 
     @router.post("/cancel_future")
-    async def cancel_future() -> JSONResponse:
+    async def cancel_future(request: Request) -> JSONResponse:
+        """Stop a sample's generation (the SDK cancels only samples; other work is left be)."""
+        request_id = (await read_json(request, limit)).get("request_id")
+        future = state.futures.future(request_id) if isinstance(request_id, str) else None
+        if future is not None:
+            state.generations.cancel(future)
         return JSONResponse(None)
 
     @router.post("/retrieve_future")
@@ -175,14 +181,18 @@ def service_router(state: ServerState) -> APIRouter:
         else:
             state.check_base_model(req.base_model)
             folder = None
-        spec = sample_spec(input_tokens(req.prompt, "prompt"), req.num_samples, req.sampling_params)
-        future = state.engine.batcher.submit(folder, spec, bool(req.prompt_logprobs))
+        params = req.sampling_params
+        spec = sample_spec(input_tokens(req.prompt, "prompt"), req.num_samples, params)
+        spec.max_tokens = state.generations.budget(params.max_tokens, "sampling_params.max_tokens")
+        (ticket,) = state.generations.start(folder, [spec], bool(req.prompt_logprobs))
         last_n = req.prompt_logprobs_last_n
 
         def encode(out: SampleOutput) -> bytes:
+            if ticket.cancelled:
+                raise EngineError("the sample was cancelled (by its client, or at shutdown)")
             return encode_sample_response(out, last_n)
 
         ids = [uuid.uuid4().hex for _ in range(req.num_samples)]
-        return {**state.track(future, encode), "sample_sequence_ids": ids}
+        return {**state.track(ticket.future, encode), "sample_sequence_ids": ids}
 
     return router
