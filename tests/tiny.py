@@ -48,7 +48,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_model(vocab_size: int, seed: int = 0) -> Gemma3ForCausalLM:
+def build_model(vocab_size: int, seed: int = 0, context: int = 256) -> Gemma3ForCausalLM:
     config = Gemma3TextConfig(
         vocab_size=vocab_size,
         hidden_size=64,
@@ -57,7 +57,7 @@ def build_model(vocab_size: int, seed: int = 0) -> Gemma3ForCausalLM:
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=32,
-        max_position_embeddings=256,
+        max_position_embeddings=context,
         sliding_window=8,
         layer_types=["sliding_attention", "full_attention"],
         final_logit_softcapping=30.0,
@@ -76,9 +76,11 @@ def build_model(vocab_size: int, seed: int = 0) -> Gemma3ForCausalLM:
     return model.eval()
 
 
-def write_tiny_model(folder: Path, seed: int = 0) -> Path:
+def write_tiny_model(folder: Path, seed: int = 0, context: int = 256) -> Path:
+    """The tiny model as a HF folder; a long ``context`` lets a test run a generation that would
+    go on for minutes (to check that something stops it)."""
     tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer), seed)
+    model = build_model(len(tokenizer), seed, context)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -3,15 +3,24 @@
 ``create_app`` takes a loaded engine (tests pass the tiny in-process one) or loads the
 configured base model. Errors never escape as HTML or a dropped connection: a refused request
 is a 4xx ``{"error": {"type", "message"}}``, an evaltune error raised while handling a request
-is a 400 (a missing checkpoint a 404), and anything unexpected is logged and answered as a JSON 500 while the server keeps
-serving.
+is a 400 (a missing checkpoint a 404), and anything unexpected is logged and answered as a JSON
+500 while the server keeps serving.
+
+Shutdown is bounded. Under ``uvicorn.run`` (``evaltune serve``) the app adds itself to uvicorn's
+SIGTERM/SIGINT handling: the first signal drains (``ServerState.drain``: no new generations,
+queued work dropped, running generations stopped after ``drain_s``) while uvicorn waits for open
+requests, which then end within a decode step; if the process is still alive ``EXIT_GRACE_S``
+after that (a request stuck in something no cancel reaches), it exits anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +44,45 @@ log = logging.getLogger("evaltune.server")
 # Where a request's URL or scope can be logged: uvicorn's access log and, at trace level, its
 # ASGI message log; the key filter sits on each while the app runs.
 LOGGERS = ("uvicorn.access", "uvicorn.asgi", "uvicorn.error", "evaltune.server")
+EXIT_GRACE_S = 30.0
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _exit_if_stuck(after_s: float) -> None:
+    def stuck() -> None:
+        log.error("evaltune serve: still busy %.0fs after the drain; exiting now", after_s)
+        os._exit(1)
+
+    timer = threading.Timer(after_s, stuck)
+    timer.daemon = True
+    timer.start()
+
+
+def _drain_on_signals(state: ServerState) -> Callable[[], None]:
+    """Chain a drain in front of the running server's signal handlers (uvicorn's), in the main
+    thread only (where signals arrive); returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def handler(sig: int, frame: object) -> None:
+        first = not state.generations.closing
+        # Off the signal handler: the drain takes locks the interrupted code may hold.
+        threading.Thread(target=state.drain, name="evaltune-drain", daemon=True).start()
+        if first:
+            _exit_if_stuck(state.config.drain_s + EXIT_GRACE_S)
+        chained = previous[sig]
+        if callable(chained):
+            chained(sig, frame)
+
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -77,9 +125,11 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
         redactor = KeyRedactor(config.api_key)
         for name in LOGGERS:
             logging.getLogger(name).addFilter(redactor)
+        restore_signals = _drain_on_signals(state)
         try:
             yield
         finally:
+            restore_signals()
             for name in LOGGERS:
                 logging.getLogger(name).removeFilter(redactor)
             state.close()

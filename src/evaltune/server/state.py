@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class ServerConfig:
     dtype: str | None = None
     max_tokens: int | None = None  # per request; None: what fits the device (generations.py)
     max_pending: int = MAX_PENDING  # generations queued or running before a 429
+    drain_s: float = 10.0  # after SIGTERM: how long running generations may finish
 
 
 @dataclass
@@ -216,5 +218,21 @@ class ServerState:
             self.engine.release(model.slot)
             model.slot, model.failed = None, why
 
+    def drain(self) -> None:
+        """Shut down within a bound: take no new generations (503), drop work that has not
+        started (nobody will fetch it), give running generations ``drain_s``, then stop them.
+        A second call (a second signal) stops them at once."""
+        if self.generations.closing:
+            self.generations.cancel_all()
+            return
+        self.generations.close()
+        self.futures.cancel_queued()
+        for ticket in self.generations.live():
+            ticket.future.cancel()  # only those not yet decoding: their clients get a 503
+        stop = threading.Timer(self.config.drain_s, self.generations.cancel_all)
+        stop.daemon = True
+        stop.start()
+
     def close(self) -> None:
+        self.generations.cancel_all()
         self._ephemeral.cleanup()

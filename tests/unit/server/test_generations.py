@@ -6,7 +6,6 @@ is answered."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,11 +83,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-long"))
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text())
-    config["max_position_embeddings"] = 2 * HUGE  # room for a generation that would not end
-    config_file.write_text(json.dumps(config))
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-long"), context=2 * HUGE)
     engine = Engine(str(folder), device="cpu", dtype="fp32")
     engine.eos_token_ids = []  # nothing ends a sample early: only its budget, or a cancel
     ckpt = tmp_path_factory.mktemp("srv") / "ckpt"
