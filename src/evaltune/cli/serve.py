@@ -60,6 +60,20 @@ def serve(
     max_body_mb: Annotated[
         int, typer.Option(min=1, help="Largest request body accepted, in MiB.")
     ] = 64,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Most tokens one request may generate (default: 1024 on CPU, 4096 on GPU)."
+        ),
+    ] = None,
+    max_pending: Annotated[
+        int,
+        typer.Option(min=1, help="Generations queued or running before new ones get a 429."),
+    ] = 256,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(min=0, help="After SIGTERM/Ctrl-C: how long running generations may finish."),
+    ] = 10.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve a model over the Tinker protocol (SDK, cookbook) and OpenAI-compatible /v1 routes."""
@@ -80,6 +94,9 @@ def serve(
             max_body_bytes=max_body_mb * 1024 * 1024,
             device=device,
             dtype=dtype,
+            max_tokens=max_tokens,
+            max_pending=max_pending,
+            drain_s=drain_seconds,
         )
         console.print(f"loading {base_model} …")
         app = create_app(config)
