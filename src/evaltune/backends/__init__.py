@@ -1,9 +1,10 @@
 """Backends: Tinker's client API, in-process (``local``) or over the wire (``tinker``).
 
-Everything above this layer (train, evals, loop) talks to a ``ServiceClient`` /
-``TrainingClient`` / ``SamplingClient`` (the Protocols in ``backends/contract.py``) with
-``tinker.types`` and never to a model. ``backends.local`` (and torch with it) is imported only
-when one of its names is asked for, so reading the contract costs no engine import.
+Everything above this layer (train, evals, loop, inspect, cli) types its clients with the
+``ServiceClient`` / ``TrainingClient`` / ``SamplingClient`` Protocols of ``backends.contract``,
+speaks ``tinker.types`` and never sees a model. The names exported here are the in-process
+implementation's (``backends.local``), imported only when one is asked for, so reading the
+contract (or ``backends.tinker``) costs no engine import.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The Tinker backend: Thinking Machines' service, or ``evaltune serve``, through the official
 ``tinker`` SDK (pinned: ``tinker==0.38.0``, the version the contract tests run against).
 
-This is a thin layer. ``make_service_client`` finds the API key (never logged), points the SDK
-at a base URL and returns a ``ServiceClient`` that *is* the SDK's, plus three things the loop
-needs and the SDK lacks:
+This is a thin layer. ``make_service_client`` finds the API key (never logged), checks that
+the base URL answers and accepts the key (``check_reachable``, seconds instead of the SDK's
+minutes of retries), and returns the SDK's ``ServiceClient`` in a thin wrapper (its clients
+too) that forwards every call unchanged and adds three things the loop needs and the SDK lacks:
 
 - ``list_models()`` / a check on every ``base_model``: an unknown model fails at once, naming
   the ones the server supports, instead of deep inside a request;

@@ -1,9 +1,10 @@
 """A training model's LoRA slot on the engine, as both Tinker front-ends need it: what
 ``get_info`` reports, and ``load_state`` as a swap into a fresh slot.
 
-Both functions take the engine and a slot name; callers keep their own record of which slot a
-model holds (a ``TrainingClient`` attribute in-process, a ``TrainingModel`` on the server).
-``replace_slot`` runs on the engine's worker, queued behind the model's earlier requests.
+Callers keep their own record of which slot a model holds (a ``TrainingClient`` attribute
+in-process, a ``TrainingModel`` on the server): ``replace_slot`` takes that slot and returns the
+new one, ``training_info`` the model's id and LoRA settings. Callers submit ``replace_slot`` to
+the engine's worker, so it runs queued behind the model's earlier requests.
 """
 
 from __future__ import annotations

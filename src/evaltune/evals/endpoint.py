@@ -1,6 +1,6 @@
 """Evaluate any OpenAI-compatible endpoint (vLLM, Ollama, OpenAI, ``evaltune serve``) on a suite.
 
-``evaluate_endpoint`` asks every example of a loaded suite through ``POST {base_url}/chat/
+``evaluate_endpoint`` asks every example of a ``GeneratedSuite`` through ``POST {base_url}/chat/
 completions`` (the server applies its own chat template) or ``/completions`` (a ``User: …
 Assistant:`` text prompt, for base models), grades the replies with the suite's grader and
 returns the same ``EvalResult`` a SamplingClient evaluation gives, so ``evaltune compare`` can

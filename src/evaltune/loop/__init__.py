@@ -1,7 +1,11 @@
 """The loop: baseline → train → save → evaluate → analyse → decide, round after round.
 
-It owns the order of a run and nothing else; every step is a plain function call on plain
-data in the layers below.
+It owns the run: the persisted state machine (``runner``, ``state``), the builders that turn a
+config into plain objects (``context``), and the decisions between rounds: stop rules and the
+best round (``decide``), paired noise checks (``noise``), hyperparameter policies
+(``policies``), the learning-rate probe (``probe``) and each round's data (``select``;
+``adaptive`` with ``allocate`` and ``synthesis``), with failure analysis and the report
+(``analysis``, ``summary``). Training and evaluation are plain calls into the layers below.
 """
 
 from evaltune.loop.decide import Decision, SuiteRule, choose_best, decide_next, targets_met

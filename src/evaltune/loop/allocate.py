@@ -8,8 +8,9 @@ the next round's budget (``selection.budget``, a ceiling, not a quota) is split 
 - ``trying``: it has examples, but fewer than ``stall_rounds`` evaluated rounds since its first
   ones, and no significant gain yet. Weight ``headroom``.
 - ``responsive``: its accuracy rose significantly over its accuracy before its first
-  examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight ``headroom × (1 + gain / se)``, capped at
-  3 × headroom: the clearer the response, the more budget.
+  examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight
+  ``headroom × (1 + gain / se)``, capped at 3 × headroom: the clearer the response, the more
+  budget.
 - ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move although
   its own examples are fitted (their mean training loss at most ``fitted_loss``). Weight 0 (its
   examples are still replayed, last); reported as needing a different intervention (a larger

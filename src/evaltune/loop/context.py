@@ -2,8 +2,9 @@
 
 This is the last place a config is seen. It resolves the backend, loads and checks the data
 (deduplicated, eval prompts removed from training), renders training and validation datums, and
-loads every eval suite (an ``evals.Suite``, or an ``inspect.InspectSuite``) with the rule the
-loop judges it by; below this, functions take plain arguments.
+loads every eval suite (an ``evals.Suite``: ``GeneratedSuite``, ``NLLSuite`` or
+``inspect.InspectSuite``) with the rule the loop judges it by; below this, functions take plain
+arguments.
 
 It is also where config learns the names it checks (``CONFIG_NAMES``, installed with
 ``config.register_names`` on import): grader, benchmark, bundle and policy names, each from the

@@ -1,19 +1,26 @@
 """The evaluation-driven loop as a persisted state machine.
 
-``baseline → (train+save → evaluate+analyse → decide+plan) × rounds → finish``. ``state.json``
-is rewritten atomically after every phase; ``resume`` reads it and continues after the last
-completed phase. A round's training is committed together with its checkpoint (``save_state``
-with the optimizer), so a resumed run never repeats a committed optimizer step: an interrupted
-round restarts from the previous round's checkpoint, on the same seeded batches.
+``baseline → probe → (train+save → evaluate+analyse → decide+plan) × rounds → finish``, the
+probe only for ``learning_rate: auto`` (``loop/probe.py``). ``state.json`` is rewritten
+atomically after every phase; ``resume`` reads it and continues after the last completed phase.
+A round's training is committed together with its checkpoint (``save_state`` with the
+optimizer), so a resumed run never repeats a committed optimizer step: an interrupted round
+restarts from the previous round's checkpoint, on the same seeded batches.
 
-The decide phase also plans the next round (policies: ``loop/policies.py``) and picks the pool
-examples it adds (``loop/select.py``); both are written into the state before the round starts,
-so a resumed run trains exactly what the interrupted one would have.
+The decide phase also plans the next round (policies: ``loop/policies.py``) and its data: the
+pool examples it adds (``loop/select.py``, targeted or random), or with the ``adaptive``
+strategy its new and replayed examples (``loop/adaptive.py``; ``loop/synthesis.py`` when a
+tag's pool runs dry). Both are written into the state before the round starts, so a resumed
+run trains exactly what the interrupted one would have.
 
 A run that stops on one of our errors (bad data found while building it, a diverged round) is
 marked ``failed`` with the reason, its last completed phase intact; ``resume`` runs it again,
 optionally with ``training.*`` overrides (a lower learning rate) that apply from the next
 round on.
+
+Over 500 lines because every phase lives on one class (``_Loop``), which holds the state they
+share, so the order of a run reads in one place; the adaptive data planning (``_round_data``,
+``_plan_adaptive``, ``_synthesise``) is the first candidate to move out.
 """
 
 from __future__ import annotations

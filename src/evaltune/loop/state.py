@@ -1,11 +1,11 @@
 """The run's state machine on disk: ``state.json``, typed, versioned, built in one place.
 
-``RunState`` is everything ``resume`` needs: the round records, counters, the next round's plan
-and data, what the adaptive strategy learned (stalled tags, generated examples), the
-learning-rate probe. ``from_json`` reads every version written so far (version 1 had no
-adaptive fields: they start empty), ``to_json`` writes the current one. A round record is a
-plain dict (it goes into ``summary.json`` as it is); ``new_round`` builds one, and its
-``phase`` is a ``Phase``.
+``RunState`` is everything ``resume`` needs: the status (``running``, ``finished``, or
+``failed`` with the error), the round records, counters, the next round's plan and data, what
+the adaptive strategy learned (stalled tags, generated examples), the learning-rate probe.
+``from_json`` reads every version written so far (version 1 had no adaptive fields: they start
+empty), ``to_json`` writes the current one. A round record is a plain dict (it goes into
+``summary.json`` as it is); ``new_round`` builds one, and its ``phase`` is a ``Phase``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ the same checks as pool data: record validation, deduplication against everythin
 known, and the contamination guard against every eval prompt. A user's generator that returns
 bad records is an error naming the record; a teacher model's unparsable lines are skipped and
 counted, and a teacher that fails (endpoint down, prompt too long for it) is recorded and the
-round goes on without its examples (a teacher's slip should not end a run). Each example is tagged with its tag and has
-``metadata.generated`` naming who wrote it.
+round goes on without its examples (a teacher's slip should not end a run). Each example is
+tagged with its tag and has ``metadata.generated`` naming who wrote it.
 """
 
 from __future__ import annotations

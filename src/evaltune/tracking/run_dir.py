@@ -5,6 +5,7 @@
   config.yaml      the resolved config, as run
   state.json       the loop's state machine (resume reads this)
   events.jsonl     one line per step/phase
+  probe.json       the learning-rate probe (learning_rate: auto), when it ran
   rounds/<k>/      plan.json, train.json, eval/<suite>.jsonl, analysis.json
   checkpoints/     the backend's checkpoint folders (local engine)
   summary.json, report.md
