@@ -7,6 +7,8 @@ from evaltune.errors import (
     EngineError,
     EvalError,
     EvaltuneError,
+    ModelNotFoundError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -18,5 +20,7 @@ __all__ = [
     "EngineError",
     "EvalError",
     "EvaltuneError",
+    "ModelNotFoundError",
+    "TrainingError",
     "__version__",
 ]

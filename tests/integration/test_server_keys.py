@@ -38,17 +38,16 @@ def test_url_keys_are_refused_and_never_logged(tiny_model_dir: Path, tmp_path: P
 def test_serve_flags_set_the_generation_limits(tiny_model_dir: Path, tmp_path: Path) -> None:
     """``--max-tokens`` reaches the server's per-request cap (the other limits travel the same
     way, into ``ServerConfig``)."""
-    with launch_server(
-        str(tiny_model_dir),
-        checkpoint_dir=tmp_path,
-        extra_args=("--max-tokens", "8", "--max-pending", "4", "--drain-seconds", "1"),
-    ) as server:
-        with httpx.Client(base_url=server.base_url, timeout=60) as c:
-            header = {"Authorization": f"Bearer {server.api_key}"}
-            model = c.get("/v1/models", headers=header).json()["data"][0]["id"]
-            body = {"model": model, "prompt": "hi", "max_tokens": 9}
-            response = c.post("/v1/completions", json=body, headers=header)
-            assert response.status_code == 400, response.text
-            assert "8" in response.json()["error"]["message"]
-            body["max_tokens"] = 8
-            assert c.post("/v1/completions", json=body, headers=header).status_code == 200
+    flags = ("--max-tokens", "8", "--max-pending", "4", "--drain-seconds", "1")
+    with (
+        launch_server(str(tiny_model_dir), checkpoint_dir=tmp_path, extra_args=flags) as server,
+        httpx.Client(base_url=server.base_url, timeout=60) as c,
+    ):
+        header = {"Authorization": f"Bearer {server.api_key}"}
+        model = c.get("/v1/models", headers=header).json()["data"][0]["id"]
+        body = {"model": model, "prompt": "hi", "max_tokens": 9}
+        response = c.post("/v1/completions", json=body, headers=header)
+        assert response.status_code == 400, response.text
+        assert "8" in response.json()["error"]["message"]
+        body["max_tokens"] = 8
+        assert c.post("/v1/completions", json=body, headers=header).status_code == 200

@@ -58,7 +58,7 @@ def resolve_task(task: str) -> str:
 
 def evaluate_task(
     task: str,
-    sampler: Any,
+    sampler: SamplingClient,
     renderer: Renderer,
     *,
     suite: str,

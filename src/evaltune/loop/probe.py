@@ -19,6 +19,7 @@ from typing import Any
 
 from tinker import types
 
+from evaltune.backends.contract import TrainingClient
 from evaltune.errors import TrainingError
 from evaltune.evals import validation_nll
 from evaltune.train import run_sft_round
@@ -60,7 +61,7 @@ def choose_probe_lr(candidates: Sequence[dict[str, float]], fallback: float) -> 
 
 
 def probe_learning_rate(
-    make_client: Callable[[], Any],
+    make_client: Callable[[], TrainingClient],
     datums: Sequence[types.Datum],
     base_lr: float,
     *,
