@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from evaltune.bridge import CheckpointError, CheckpointRef
-from evaltune.engine import SampleSpec, read_checkpoint_meta
+from evaltune.engine import SampleSpec
 from evaltune.server import openai_schema as schema
 from evaltune.server.generations import wait_or_cancel
 from evaltune.server.http import ApiError, read_model
@@ -63,13 +63,7 @@ def openai_router(state: ServerState) -> APIRouter:
                 f"model {name!r} does not exist on this server; GET /v1/models lists the base "
                 f"model ({state.served_name}) and every saved sampler checkpoint",
             ) from None
-        trained_on = (read_checkpoint_meta(folder) or {}).get("base_model")
-        if trained_on and trained_on not in state.base_names():
-            raise ApiError(
-                400,
-                f"model {name!r} is an adapter for {trained_on!r}, not for "
-                f"{state.base_model!r} which this server runs",
-            )
+        state.check_adapter_base(folder, f"model {name!r}")
         return folder
 
     async def generate(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from evaltune.bridge import CheckpointStore
-from evaltune.engine import Engine, LoraSpec
+from evaltune.engine import Engine, LoraSpec, read_checkpoint_meta
 from evaltune.engine.models import BUILTIN_MODELS, default_cache_dir
 from evaltune.errors import EngineError
 from evaltune.server.futures import FutureStore
@@ -125,6 +125,17 @@ class ServerState:
                 400,
                 f"unknown base model {name!r}; this server (evaltune serve) supports: "
                 f"{self.base_model}",
+            )
+
+    def check_adapter_base(self, folder: Path, name: str) -> None:
+        """An adapter trained on another base model cannot run here: a 400 naming both (every
+        route that loads a checkpoint asks this, the OpenAI and the Tinker ones alike)."""
+        trained_on = (read_checkpoint_meta(folder) or {}).get("base_model")
+        if trained_on and trained_on not in self.base_names():
+            raise ApiError(
+                400,
+                f"{name} is an adapter for {trained_on!r}, not for {self.base_model!r} which "
+                f"this server runs; start evaltune serve with --base-model {trained_on}",
             )
 
     # -- ids --------------------------------------------------------------------------------

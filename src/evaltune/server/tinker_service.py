@@ -19,7 +19,6 @@ from starlette.responses import JSONResponse, Response
 from tinker import types
 
 from evaltune.bridge import input_tokens, sample_spec
-from evaltune.engine import read_checkpoint_meta
 from evaltune.engine.batcher import SampleOutput
 from evaltune.engine.sampling import SEED_MAX, SEED_MIN
 from evaltune.errors import EngineError
@@ -52,16 +51,6 @@ def capabilities(state: ServerState) -> types.GetServerCapabilitiesResponse:
         model_name=state.base_model, max_context_length=context, trainable=True, sampleable=True
     )
     return types.GetServerCapabilitiesResponse(supported_models=[model])
-
-
-def _check_checkpoint_base(state: ServerState, folder_meta: dict | None, path: str) -> None:
-    trained_on = (folder_meta or {}).get("base_model")
-    if trained_on and trained_on not in state.base_names():
-        raise ApiError(
-            400,
-            f"checkpoint {path} was trained on {trained_on!r}, but this server serves "
-            f"{state.base_model!r}; start evaltune serve with --base-model {trained_on}",
-        )
 
 
 def _check_sample_request(req: types.SampleRequest) -> None:
@@ -146,7 +135,7 @@ def service_router(state: ServerState) -> APIRouter:
         folder = None
         if req.model_path:
             folder = state.checkpoints.folder(req.model_path)
-            _check_checkpoint_base(state, read_checkpoint_meta(folder), req.model_path)
+            state.check_adapter_base(folder, f"checkpoint {req.model_path}")
         elif req.base_model:
             state.check_base_model(req.base_model)
         else:

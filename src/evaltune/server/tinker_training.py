@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from tinker import types
 
 from evaltune.bridge import adam_config, check_optimizer, replace_slot, training_info
-from evaltune.engine import ForwardResult, LoraSpec, checkpoint_spec, read_checkpoint_meta
+from evaltune.engine import ForwardResult, LoraSpec, checkpoint_spec
 from evaltune.server.http import ApiError, read_body, read_model
 from evaltune.server.state import SamplerSession, ServerState, TrainingModel
 from evaltune.server.wire import decode_forward_request, encode_forward_output
@@ -166,9 +166,8 @@ def training_router(state: ServerState) -> APIRouter:
     async def load_weights(request: Request) -> dict:
         req = await read_model(request, types.LoadWeightsRequest, limit)
         folder = state.checkpoints.folder(req.path)
-        meta = read_checkpoint_meta(folder) or {}
-        for name in (req.base_model, meta.get("base_model")):
-            state.check_base_model(name)
+        state.check_base_model(req.base_model)
+        state.check_adapter_base(folder, f"checkpoint {req.path}")
         if req.session_id is not None:  # create_training_client_from_state(_with_optimizer)
             state.session(req.session_id)
             check_optimizer(req.optimizer_config)

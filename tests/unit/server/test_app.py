@@ -186,3 +186,32 @@ def test_idle_sessions_are_released_with_a_clear_message(app, chat_model: Path) 
     gone = client.post("/api/v1/get_info", headers=H, json={"model_id": model_id})
     assert "sent nothing" in error_of(gone, 404)
     assert session not in state.sessions
+
+
+def test_an_adapter_for_another_base_model_is_refused_on_every_route(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """One rule (``ServerState.check_adapter_base``) on the OpenAI routes, Tinker's sampling
+    session and its load_weights: a 400 naming both models, before any work is queued."""
+    folder = tmp_path / "ckpt" / "run-1" / "sampler_weights" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "evaltune_checkpoint.json").write_text(json.dumps({"base_model": "org/other-7b"}))
+    uri = "tinker://run-1/sampler_weights/r1"
+    for client, _ in client_for(tiny_model_dir, tmp_path):
+        body = {"model": "run-1/r1", "prompt": "hi", "max_tokens": 2}
+        message = error_of(client.post("/v1/completions", headers=H, json=body), 400)
+        assert "org/other-7b" in message and "--base-model org/other-7b" in message
+        session = client.post(
+            "/api/v1/create_session",
+            headers=H,
+            json={"tags": [], "user_metadata": {}, "sdk_version": "0.38.0"},
+        ).json()["session_id"]
+        body = {"session_id": session, "sampling_session_seq_id": 0, "model_path": uri}
+        message = error_of(
+            client.post("/api/v1/create_sampling_session", headers=H, json=body), 400
+        )
+        assert uri in message and "org/other-7b" in message
+        body = {"session_id": session, "model_seq_id": 0, "path": uri, "optimizer": False}
+        message = error_of(client.post("/api/v1/load_weights", headers=H, json=body), 400)
+        assert uri in message and "org/other-7b" in message
