@@ -181,7 +181,7 @@ def test_run_bad_override(runner: CliRunner, tiny_config: Path) -> None:
     assert result.exit_code == 2
     message = unwrapped(result.stderr)
     assert message.startswith("error: override 'training.learning_rate=fast'")
-    assert 'expected a number > 0 or "auto"; found "fast"' in message
+    assert 'expected a number in (0, 1] or "auto"; found "fast"' in message
 
 
 def test_run_good_config(runner: CliRunner, tiny_config: Path) -> None:

@@ -58,11 +58,11 @@ def config_error(path: Path, overrides: tuple[str, ...] = ()) -> str:
 BAD = {
     "wrong_type": (
         GOOD + "lora:\n  rank: big\n",
-        ['{f}:8: lora.rank: expected an integer >= 1; found "big"'],
+        ['{f}:8: lora.rank: expected an integer in [1, 4096]; found "big"'],
     ),
     "negative_rank": (
         GOOD + "lora:\n  rank: -2\n",
-        ["{f}:8: lora.rank: expected an integer >= 1; found -2"],
+        ["{f}:8: lora.rank: expected an integer in [1, 4096]; found -2"],
     ),
     "unknown_key_with_suggestion": (
         GOOD + "lora:\n  rnak: 4\n",
@@ -126,11 +126,11 @@ BAD = {
     ),
     "learning_rate_not_a_number": (
         GOOD + "training:\n  batch_size: 4\n  learning_rate: fast\n",
-        ['{f}:9: training.learning_rate: expected a number > 0 or "auto"; found "fast"'],
+        ['{f}:9: training.learning_rate: expected a number in (0, 1] or "auto"; found "fast"'],
     ),
     "quoted_integer": (
         GOOD + "training:\n  batch_size: '8'\n",
-        ['{f}:8: training.batch_size: expected an integer >= 1; found "8"'],
+        ['{f}:8: training.batch_size: expected an integer in [1, 65536]; found "8"'],
     ),
     "lr_decay_out_of_range": (
         GOOD + "loop:\n  lr_decay: 0\n",
@@ -199,7 +199,7 @@ def test_bad_json_reports_the_key_line(workdir: Path) -> None:
     )
     path = write(workdir, "run.json", text)
     message = config_error(path)
-    assert f"{path}:6: lora.rank: expected an integer >= 1; found 0" in message
+    assert f"{path}:6: lora.rank: expected an integer in [1, 4096]; found 0" in message
     assert f"{path}:9: evals.0.file: expected a non-empty string" in message
 
 
@@ -207,7 +207,7 @@ def test_json_that_is_not_yaml_still_gets_key_lines(workdir: Path) -> None:
     data = {"data": {"train": "train.jsonl"}, "lora": {"rank": 0}, "evals": []}
     path = write(workdir, "run.json", json.dumps(data, indent="\t"))  # tabs: not YAML
     message = config_error(path)
-    assert f"{path}:6: lora.rank: expected an integer >= 1; found 0" in message
+    assert f"{path}:6: lora.rank: expected an integer in [1, 4096]; found 0" in message
     assert f"{path}:8: evals: expected a list of mappings with at least 1 item" in message
 
 
@@ -229,7 +229,7 @@ def test_three_mistakes_give_one_error_listing_all_three(workdir: Path) -> None:
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"3 problems in {path}:\n")
-    assert f"{path}:8: lora.rank: expected an integer >= 1; found 0" in message
+    assert f"{path}:8: lora.rank: expected an integer in [1, 4096]; found 0" in message
     assert f"{path}:10: training.shedule: unknown field; did you mean 'schedule'?" in message
     assert f'{path}:11: backend: expected one of: local, tinker; found "gpu"' in message
     assert isinstance(info.value, ValueError)
@@ -303,7 +303,7 @@ def test_overrides_merge_before_validation(workdir: Path, monkeypatch: pytest.Mo
         (
             "training.learning_rate=fast",
             "override 'training.learning_rate=fast': training.learning_rate: expected a number "
-            '> 0 or "auto"; found "fast"',
+            'in (0, 1] or "auto"; found "fast"',
         ),
         ("tinker.api_key=sk-very-secret", "override 'tinker.api_key=…': tinker.api_key: never"),
     ],
@@ -404,7 +404,9 @@ def test_seed_errors_name_the_seed_key_and_its_line(workdir: Path) -> None:
     message = config_error(path)
     assert message.startswith(f"4 problems in {path}:")
     assert f"{path}:8: eval_tasks.1.grade (evals.1.grade): unknown field; did you mean" in message
-    assert f"{path}:11: learning_rate (training.learning_rate): expected a number > 0" in message
+    assert (
+        f"{path}:11: learning_rate (training.learning_rate): expected a number in (0, 1]" in message
+    )
     assert f"{path}:12: eval_threshold: expected a number in [0, 1] or null; found 2" in message
     assert f"{path}:13: lora_rnk: unknown field of the seed format; did you mean 'lora_rank'?" in (
         message

@@ -27,11 +27,22 @@ from evaltune.config.messages import (
     field_at,
     fields_of,
     is_model,
+    printable,
+    shorten,
     show,
     split_annotated,
     suggest_field,
 )
 from evaltune.config.names import NameCatalog, registered_names
+from evaltune.config.parse import (
+    BoundError,
+    compose_yaml,
+    find_bad_text,
+    load_json,
+    load_yaml,
+    parse_yaml_value,
+)
+from evaltune.config.redact import is_secret_key
 from evaltune.config.schema import (
     SUITE_SOURCES,
     FieldError,
@@ -46,22 +57,6 @@ from evaltune.errors import ConfigError
 __all__ = ["dump_config", "load_config", "parse_yaml_value"]
 
 Loc = tuple[str | int, ...]
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-4`` as a number (YAML 1.1 wants ``1.0e-4``; people don't)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def parse_yaml_value(text: str) -> Any:
-    """A YAML value as overrides read it: ``1e-4`` → float, ``[a, b]`` → list, ``""`` → None."""
-    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
 
 
 @dataclass
@@ -159,6 +154,10 @@ def load_config(
             reported.add(src)
     data = map_paths(data, path.parent.absolute())
     problems += _apply_overrides(data, overrides, source)
+    bad = find_bad_text(data)
+    if bad is not None:
+        line, prefix, shown = source.where(bad[0])
+        problems.append((line, f"{prefix}: {shown}: {bad[1]}; write it as UTF-8 text"))
     context = {
         "check_files": check_files,
         "names": names if names is not None else registered_names(),
@@ -219,36 +218,33 @@ def _read(path: Path) -> tuple[Any, _Source]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     data: Any = None
+    shown = printable(str(path))
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text) if text.strip() else None
+            data = load_json(text) if text.strip() else None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except BoundError as exc:
+            raise ConfigError(_bound_message(shown, exc)) from None
         try:
-            root = _compose(text)
-        except yaml.YAMLError:
+            root = compose_yaml(text)
+        except (yaml.YAMLError, BoundError):
             root = None  # lines then come from a text search for the key
-        return data, _Source(str(path), text, root)
+        return data, _Source(shown, text, root)
     try:
-        loader = _Loader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        data, root = load_yaml(text)
+    except BoundError as exc:
+        raise ConfigError(_bound_message(shown, exc)) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_yaml_error(path, exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    return data, _Source(str(path), text, root)
+    return data, _Source(shown, text, root)
 
 
-def _compose(text: str) -> yaml.Node | None:
-    loader = _Loader(text)
-    try:
-        return loader.get_single_node()
-    finally:
-        loader.dispose()
+def _bound_message(shown: str, exc: BoundError) -> str:
+    where = f"{shown}:{exc.line}" if exc.line else shown
+    return f"{where}: {dotted(exc.loc)}: {exc.message}" if exc.loc else f"{where}: {exc.message}"
 
 
 def _yaml_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
@@ -373,13 +369,19 @@ def _apply_overrides(
     for text in overrides:
         key, sep, raw = text.partition("=")
         key = key.strip()
-        shown = repr(f"{key}=…" if "api_key" in key else text)  # never echo a pasted secret
+        shown = repr(shorten(f"{key}=…" if _secret_override(key, raw) else text, 80))
         loc, problem = _override_loc(key) if sep and key else ((), None)
         if not sep or not key:
             problem = "expected key=value with a dotted key, e.g. training.learning_rate=1e-4"
-        if problem is None:
+        bad = find_bad_text(raw)
+        if problem is None and bad is not None:
+            problem = f"the value holds {bad[1]}; write it as UTF-8 text"
+        elif problem is None:
             try:
                 value = map_paths(parse_yaml_value(raw), cwd, loc)
+            except BoundError as exc:
+                verb = "is" if exc.message.startswith("nested") else "holds"
+                problem = f"the value {verb} {exc.message}"
             except yaml.YAMLError as exc:
                 reason = getattr(exc, "problem", None) or "syntax error"
                 problem = f"the value is not valid YAML ({reason})"
@@ -390,6 +392,12 @@ def _apply_overrides(
         else:
             source.overrides[loc] = shown
     return problems
+
+
+def _secret_override(key: str, raw: str) -> bool:
+    """Never echo a pasted secret: a secret-looking key, or a mapping value with one."""
+    keys = re.findall(r"(?<![\w.-])[\w.-]+(?=[\"']?\s*:)", raw)  # linear: words start once
+    return is_secret_key(key) or any(is_secret_key(k) for k in keys)
 
 
 def _override_loc(key: str) -> tuple[Loc, str | None]:

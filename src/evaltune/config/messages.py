@@ -14,6 +14,7 @@ import annotated_types as at
 from pydantic import BaseModel, Tag
 from pydantic.fields import FieldInfo
 
+from evaltune.config.redact import mask_secrets
 from evaltune.config.schema import RunConfig, did_you_mean
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "field_at",
     "fields_of",
     "is_model",
+    "printable",
+    "shorten",
     "show",
     "split_annotated",
     "suggest_field",
@@ -32,15 +35,33 @@ Loc = tuple[str | int, ...]
 
 
 def dotted(loc: Loc) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    """``loc`` as a user writes it (``evals.0.threshold``); a very deep one is cut in the middle."""
+    parts = [shorten(printable(str(part)), 40) for part in loc]
+    if len(parts) > 8:
+        parts = [*parts[:6], f"…({len(parts) - 7} more)", parts[-1]]
+    return ".".join(parts) or "(top level)"
+
+
+def printable(text: str) -> str:
+    """``text`` with what cannot be printed as UTF-8 (a lone surrogate) escaped: ``\\ud800``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its start and end (a path's file)."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 1, 2)
+    return f"{text[: keep - keep // 3]}…{text[len(text) - keep // 3 :]}"
 
 
 def show(value: Any, limit: int = 60) -> str:
-    """A value as a user would write it: JSON-ish, double-quoted strings; a long list or
-    mapping is truncated (a string is not: it is often a path the user must recognise)."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    """A value as a user would write it: JSON-ish, double-quoted strings, secrets masked; a
+    long list or mapping is cut at ``limit`` characters, a string (often a path the user must
+    recognise) at 160, keeping its end."""
+    text = printable(json.dumps(mask_secrets(value), default=str, ensure_ascii=False))
     if isinstance(value, str):
-        return text
+        return shorten(text, 160)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

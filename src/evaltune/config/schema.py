@@ -48,6 +48,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from evaltune.config.names import NameCatalog, registered_names
+from evaltune.config.redact import is_secret_key
 
 __all__ = [
     "GRADER_SETTINGS",
@@ -79,8 +80,8 @@ LOWER_IS_BETTER: tuple[str, ...] = ("nll", "perplexity", "engagement_rate", "ove
 UNBOUNDED_METRICS: tuple[str, ...] = ("nll", "perplexity", "judge_score")
 """Metrics not confined to [0, 1], so a threshold above 1 is allowed."""
 
-# extras keys that look like credentials (not "max_tokens": only a trailing "_token")
-_SECRET_KEY = re.compile(r"api_?key|secret|passw(or)?d|(^|_)token$", re.IGNORECASE)
+SEED_MAX = 2**32 - 1  # what every seeded library accepts (numpy and Optuna the narrowest)
+STEPS_MAX = 1_000_000  # optimizer steps: far beyond any LoRA round, short of a hang
 
 
 class FieldError(ValueError):
@@ -163,8 +164,9 @@ FileList = Annotated[tuple[DataFile, ...], BeforeValidator(_wrap_one), Field(str
 
 class _Section(BaseModel):
     # strict: a YAML/JSON source has real types, so "8" for an integer or `yes` for a number is
-    # a mistake worth reporting rather than coercing.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # a mistake worth reporting rather than coercing. No field means anything at inf or nan
+    # (`.inf` as a learning rate trains to a nan loss), so numbers must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TinkerConfig(_Section):
@@ -196,7 +198,7 @@ class TinkerConfig(_Section):
 class LoraConfig(_Section):
     """The LoRA adapter that is trained (same meaning on both backends)."""
 
-    rank: int = Field(16, ge=1, description="LoRA rank (adapter width).")
+    rank: int = Field(16, ge=1, le=4096, description="LoRA rank (adapter width).")
     train_mlp: bool = Field(True, description="Put adapters on the MLP projections.")
     train_attn: bool = Field(True, description="Put adapters on the attention projections.")
     train_unembed: bool = Field(True, description="Put an adapter on the unembedding (LM head).")
@@ -224,15 +226,18 @@ class DataConfig(_Section):
         "tokenizer has one, else role_colon).",
     )
     max_seq_len: int = Field(
-        512, ge=8, description="Longest token sequence trained on; longer examples are truncated."
+        512,
+        ge=8,
+        le=1_048_576,
+        description="Longest token sequence trained on; longer examples are truncated.",
     )
 
 
 class TrainingConfig(_Section):
     """Optimizer and schedule of each round's training."""
 
-    batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
-    steps_per_round: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    batch_size: int = Field(8, ge=1, le=65_536, description="Examples per optimizer step.")
+    steps_per_round: Annotated[int, Field(ge=1, le=STEPS_MAX)] | Literal["auto"] = Field(
         "auto",
         description='Optimizer steps in each round, or `"auto"`: steps follow the round\'s data, '
         "`passes` over it (new examples plus replay), at least `min_steps` and at most "
@@ -245,19 +250,23 @@ class TrainingConfig(_Section):
         description='`steps_per_round: "auto"`: passes over each round\'s data (new examples '
         "and replay).",
     )
-    min_steps: int = Field(4, ge=1, description='`steps_per_round: "auto"`: fewest steps a round.')
+    min_steps: int = Field(
+        4, ge=1, le=STEPS_MAX, description='`steps_per_round: "auto"`: fewest steps a round.'
+    )
     lr_probe: bool = Field(
         True,
         description='With `learning_rate: "auto"`: before round 1, train a few steps at each of '
         "`probe_factors` × the heuristic learning rate on 80 % of the training data and keep "
         "the one with the lowest NLL on the other 20 %.",
     )
-    probe_factors: Annotated[tuple[float, ...], Field(strict=False, min_length=1)] = Field(
+    probe_factors: Annotated[
+        tuple[Annotated[float, Field(gt=0, le=100)], ...], Field(strict=False, min_length=1)
+    ] = Field(
         (0.25, 0.5, 1.0),
         description="`lr_probe`: multipliers of the heuristic learning rate to try.",
     )
     probe_steps: int = Field(6, ge=1, le=200, description="`lr_probe`: steps per candidate.")
-    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+    learning_rate: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = Field(
         "auto",
         description='Peak learning rate, or `"auto"`: chosen by the trainer from the model size '
         "(hidden size) with the documented LoRA heuristic. The config keeps the literal "
@@ -266,13 +275,20 @@ class TrainingConfig(_Section):
     schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning-rate shape within a round, after warmup."
     )
-    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps at the start of a round.")
+    warmup_steps: int = Field(
+        0, ge=0, le=STEPS_MAX, description="Linear warmup steps at the start of a round."
+    )
     grad_accum: int = Field(
-        1, ge=1, description="Micro-batches accumulated per optimizer step (memory vs. speed)."
+        1,
+        ge=1,
+        le=4096,
+        description="Micro-batches accumulated per optimizer step (memory vs. speed).",
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     grad_clip_norm: float = Field(0.0, ge=0, description="Gradient norm clip; 0 turns it off.")
-    seed: int = Field(0, description="Seed for adapter init, data order and sampling.")
+    seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="Seed for adapter init, data order and sampling."
+    )
 
     @field_validator("learning_rate", mode="wrap")
     @classmethod
@@ -281,7 +297,7 @@ class TrainingConfig(_Section):
         try:
             return handler(value)
         except ValidationError:
-            raise FieldError('a number > 0 or "auto"') from None
+            raise FieldError('a number in (0, 1] or "auto"') from None
 
     @field_validator("steps_per_round", mode="wrap")
     @classmethod
@@ -289,7 +305,7 @@ class TrainingConfig(_Section):
         try:
             return handler(value)
         except ValidationError:
-            raise FieldError('an integer ≥ 1 or "auto"') from None
+            raise FieldError(f'an integer in [1, {STEPS_MAX}] or "auto"') from None
 
 
 class JudgeConfig(_Section):
@@ -323,7 +339,7 @@ class JudgeConfig(_Section):
         None,
         description="Scores at or above this count as correct (`accuracy`); null: `max_score`.",
     )
-    max_tokens: int = Field(512, ge=1, description="Longest judge reply, in tokens.")
+    max_tokens: int = Field(512, ge=1, le=1_048_576, description="Longest judge reply, in tokens.")
 
     @field_validator("api_key_env")
     @classmethod
@@ -443,11 +459,12 @@ MaxTokens = Annotated[
     int | None,
     Field(
         ge=1,
+        le=1_048_576,
         description="Longest sampled answer, in tokens; null: 64, or the benchmark's own "
         "(e.g. 512 for gsm8k).",
     ),
 ]
-Temperature = Annotated[float, Field(ge=0, description="Sampling temperature; 0 is greedy.")]
+Temperature = Annotated[float, Field(ge=0, le=10, description="Sampling temperature; 0 is greedy.")]
 
 
 class _SuiteConfig(_Section):
@@ -873,7 +890,9 @@ class SelectionConfig(_Section):
 class BudgetConfig(_Section):
     """Hard limits for a whole run; reaching one stops the loop (`stop_reason: budget`)."""
 
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps over all rounds.")
+    max_steps: int | None = Field(
+        None, ge=1, le=10 * STEPS_MAX, description="Optimizer steps over all rounds."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Training tokens over all rounds.")
     max_seconds: float | None = Field(None, gt=0, description="Wall time of the run, seconds.")
 
@@ -883,13 +902,17 @@ class BayesConfig(_Section):
 
     lr_min_factor: float = Field(0.2, gt=0, description="Lowest LR tried, × the starting LR.")
     lr_max_factor: float = Field(2.0, gt=0, description="Highest LR tried, × the starting LR.")
-    seed: int = Field(0, description="Sampler seed, for reproducible suggestions.")
+    seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="Sampler seed, for reproducible suggestions."
+    )
 
 
 class LoopConfig(_Section):
     """When rounds continue, what changes between them, and when they stop."""
 
-    max_rounds: int = Field(3, ge=1, description="Training rounds at most (after the baseline).")
+    max_rounds: int = Field(
+        3, ge=1, le=10_000, description="Training rounds at most (after the baseline)."
+    )
     lr_decay: float = Field(
         1.0, gt=0, le=1, description="Learning rate multiplier applied after each round."
     )
@@ -937,9 +960,9 @@ class LoopConfig(_Section):
         description="`more_steps`: factor on steps per round while validation loss falls.",
     )
     max_steps_per_round: int = Field(
-        200, ge=1, description="`more_steps`: ceiling on steps per round."
+        200, ge=1, le=STEPS_MAX, description="`more_steps`: ceiling on steps per round."
     )
-    max_rank: int = Field(128, ge=1, description="`capacity`: ceiling on the LoRA rank.")
+    max_rank: int = Field(128, ge=1, le=4096, description="`capacity`: ceiling on the LoRA rank.")
     guard_backoff: float = Field(
         0.5,
         gt=0,
@@ -1039,13 +1062,19 @@ class RunConfig(_Section):
     @field_validator("extras")
     @classmethod
     def _no_secrets(cls, extras: dict[str, Any]) -> dict[str, Any]:
-        for key in extras:
-            if _SECRET_KEY.search(str(key)):
-                raise FieldError(
-                    "a non-secret value (keep secrets in environment variables)",
-                    loc=(key,),
-                    hide_found=True,
-                )
+        stack: list[tuple[tuple[str | int, ...], Any]] = [((), extras)]
+        while stack:  # at any depth: the snapshot records extras whole
+            loc, value = stack.pop()
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(value, dict) and is_secret_key(key):
+                    raise FieldError(
+                        "a non-secret value (keep secrets in environment variables)",
+                        loc=(*loc, key),
+                        hide_found=True,
+                    )
+                if isinstance(item, dict | list):
+                    stack.append(((*loc, key), item))
         return extras
 
     def resolve_paths(self, base_dir: str | Path) -> RunConfig:
