@@ -10,6 +10,10 @@ Each record is located as ``PATH:POS`` in messages and in ``Example.source``. ``
 a JSON list and ``row N`` for a Parquet row (both 0-based, as array indices are). A record without
 an ``id`` gets ``NAME:POS`` (file name, not the full path, so ids stay stable when the data moves).
 
+JSON is parsed within bounds, so a hostile file is a ``DataError`` rather than a traceback:
+``MAX_DEPTH`` levels of nesting and integers of at most ``MAX_INT_DIGITS`` digits (Python itself
+refuses over 4300 digits with a bare ``ValueError``); text must be valid Unicode (``records``).
+
 A file is read to the end even when records are bad: every problem (the first ``MAX_PROBLEMS`` of
 them are listed) is raised as one ``DataError``, so a user fixes a file in one pass. A UTF-8 byte
 order mark is accepted silently; other non-UTF-8 bytes are reported with their line and offset.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,10 +33,20 @@ from evaltune.data.example import Example
 from evaltune.data.records import check_record
 from evaltune.errors import DataError
 
-__all__ = ["MAX_PROBLEMS", "SUPPORTED_SUFFIXES", "default_id", "load_examples", "load_many"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "MAX_PROBLEMS",
+    "SUPPORTED_SUFFIXES",
+    "default_id",
+    "load_examples",
+    "load_many",
+]
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 MAX_PROBLEMS = 20
+MAX_DEPTH = 64  # a record is a few levels deep; anything below recurses into it
+MAX_INT_DIGITS = 64  # ids and grades fit with room to spare
 
 Rows = list[tuple[str, Any]]  # (position in the file, the raw record)
 
@@ -100,10 +115,92 @@ def _jsonl(path: Path, problems: list[str]) -> Rows:
         if not line.strip():
             continue  # blank lines (and a trailing newline) are not records
         try:
-            rows.append((str(number), json.loads(line)))
+            rows.append((str(number), _parse_json(line)))
         except json.JSONDecodeError as e:
             problems.append(f"{path}:{number}: invalid JSON at column {e.colno}: {e.msg}")
+        except _Bound as e:
+            problems.append(f"{path}:{number}: {e.where}{e}")
     return rows
+
+
+class _Bound(ValueError):
+    """JSON past the bounds: the message, and ``where`` (``field 'x': `` or nothing)."""
+
+    where = ""
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _Bound(f"an integer of {digits} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads`` within ``MAX_DEPTH`` and ``MAX_INT_DIGITS``; ``_Bound`` past them, naming
+    the field (found by scanning the text) where it could."""
+    try:
+        data = json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        exc = _Bound(f"nested more than {MAX_DEPTH} levels deep")
+        exc.where = _field_at(text, depth=MAX_DEPTH)
+        raise exc from None
+    except _Bound as exc:
+        long = re.search(rf"\d{{{MAX_INT_DIGITS + 1},}}", text)
+        exc.where = _field_at(text, stop=long.start()) if long else ""
+        raise
+    if _depth_over(data, MAX_DEPTH):
+        exc = _Bound(f"nested more than {MAX_DEPTH} levels deep")
+        exc.where = _field_at(text, depth=MAX_DEPTH)
+        raise exc
+    return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth >= limit:
+                return True
+            stack.extend(
+                (v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)
+            )
+    return False
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _field_at(text: str, *, depth: int | None = None, stop: int | None = None) -> str:
+    """``field 'a.b.0': `` where the text first nests deeper than ``depth`` (or at offset
+    ``stop``): the key path of the open containers, scanned without parsing; "" at top level."""
+    path: list[str | int | None] = []  # per open container: its current key or index
+    kinds: list[str] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if stop is not None and match.start() >= stop:
+            break
+        if token in "[{":
+            if depth is not None and len(kinds) > depth:
+                break
+            kinds.append(token)
+            path.append(0 if token == "[" else None)
+        elif token in "]}":
+            if kinds:
+                kinds.pop()
+                path.pop()
+        elif token == ",":
+            if kinds and kinds[-1] == "[":
+                path[-1] = int(path[-1] or 0) + 1
+            elif kinds:
+                path[-1] = None
+        elif kinds and kinds[-1] == "{" and path[-1] is None:
+            path[-1] = token[1:-1]  # a key (a string value comes after one is set)
+    shown = [str(p) for p in path if p is not None]
+    if len(shown) > 8:
+        shown = [*shown[:6], "…"]
+    return f"field '{'.'.join(shown)}': " if shown else ""
 
 
 def _json(path: Path, problems: list[str]) -> Rows:
@@ -111,9 +208,12 @@ def _json(path: Path, problems: list[str]) -> Rows:
     if text is None or not text.strip():
         return []
     try:
-        data = json.loads(text)
+        data = _parse_json(text)
     except json.JSONDecodeError as e:
         problems.append(f"{path}:{e.lineno}: invalid JSON at column {e.colno}: {e.msg}")
+        return []
+    except _Bound as e:
+        problems.append(f"{path}: {e.where}{e}")
         return []
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]

@@ -14,6 +14,9 @@ one comma-separated string; both are merged), ``grade`` (string or integer) and 
 a system message). Any other field is kept in ``Example.metadata``. An empty string in an optional
 field counts as absent, because CSV files cannot tell the two apart.
 
+Every string in a record, keys included, must be Unicode text: JSON can spell a lone surrogate
+(``"\\ud800"``), which no tokenizer or UTF-8 file accepts, so it is refused here by field.
+
 Problems are collected rather than raised one at a time, so a loader can report every bad record
 in a file at once. Each problem reads ``SOURCE: what was expected; found what``.
 """
@@ -60,6 +63,11 @@ def check_record(
 
     def bad(what: str) -> None:
         problems.append(f"{source}: {what}")
+
+    unreadable = _bad_text(record)
+    if unreadable is not None:
+        bad(unreadable)
+        return None
 
     if "messages" in record:
         used = {"messages"}
@@ -116,7 +124,8 @@ def _single_turn(record: Mapping[str, Any], bad: _Bad) -> tuple[set[str], list[M
         if any(k in record for k in answer_keys):
             bad(f"missing field '{prompt_key}' (the record has '{answer_keys[0]}')")
             return set(), []
-    keys = ", ".join(str(k) for k in record) or "(none)"
+    keys = ", ".join(_escaped(str(k)) for k in list(record)[:20]) or "(none)"
+    keys += f", ... ({len(record)} in all)" if len(record) > 20 else ""
     bad(f"record has none of the known shapes ({_SHAPE_NAMES}); found keys: {keys}")
     return set(), []
 
@@ -127,6 +136,9 @@ def _conversation(value: Any, bad: _Bad) -> list[Message]:
             value = json.loads(value)
         except json.JSONDecodeError as e:
             bad(f"field 'messages' is text but not valid JSON: {e.msg} at column {e.colno}")
+            return []
+        except (ValueError, RecursionError):  # an integer over 4300 digits; 1000 levels deep
+            bad("field 'messages' is text but holds JSON too deep or too large to read")
             return []
     if not isinstance(value, list) or not value:
         bad(f"field 'messages' must be a non-empty list of {{role, content}}; found {_show(value)}")
@@ -162,6 +174,50 @@ def _conversation(value: Any, bad: _Bad) -> list[Message]:
         elif not any(m.role == "user" for m in messages):
             bad("field 'messages' has no user turn before the assistant's answer")
     return messages
+
+
+def _bad_text(record: Mapping[str, Any]) -> str | None:
+    """The first key or string of ``record`` (nested ones too) that is not Unicode text."""
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in record.items()][::-1]
+    keys = [str(k) for k in record]
+    for key in keys:
+        if not _encodable(key):
+            return f"field name {_escaped(key)} is not valid Unicode text; write it as UTF-8"
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str) and not _encodable(value):
+            return (
+                f"field '{_escaped(where)}' is not valid Unicode text ({_first_bad(value)}); "
+                "write it as UTF-8 (a lone surrogate such as \\ud800 is not a character)"
+            )
+        if isinstance(value, Mapping):
+            for k, v in reversed(list(value.items())):
+                if isinstance(k, str) and not _encodable(k):
+                    return f"field '{_escaped(where)}' has a key that is not valid Unicode text"
+                stack.append((f"{where}.{k}", v))
+        elif isinstance(value, list | tuple):
+            stack += [(f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value)))]
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_bad(text: str) -> str:
+    for i, char in enumerate(text):
+        if not _encodable(char):
+            return f"{char.encode('unicode_escape').decode('ascii')} at character {i + 1}"
+    return "?"
+
+
+def _escaped(text: str) -> str:
+    shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _required_text(record: Mapping[str, Any], key: str, bad: _Bad) -> str | None:
@@ -222,6 +278,7 @@ def _tags(record: Mapping[str, Any], key: str, bad: _Bad) -> list[str]:
 def _show(value: Any) -> str:
     """``int (42)``: the type and a short rendering of a value found where another was expected."""
     text = json.dumps(value, ensure_ascii=False, default=str)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > 40:
         text = text[:37] + "..."
     kind = {dict: "object", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
