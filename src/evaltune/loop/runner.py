@@ -52,6 +52,7 @@ from evaltune.loop.state import Phase, RunState, baseline_of, new_round
 from evaltune.loop.summary import write_summary
 from evaltune.loop.synthesis import Synthesiser, example_to_record
 from evaltune.tracking import RunDir
+from evaltune.tracking.run_dir import json_text
 from evaltune.train import StepMetrics, run_sft_round, steps_for_data
 
 __all__ = ["resume_run", "run_loop", "start_run"]
@@ -62,9 +63,14 @@ STATE = "state.json"
 def start_run(cfg: RunConfig, reporter: Reporter | None = None) -> RunDir:
     """Create the run folder with its config snapshot and an initial state."""
     workspace = Path(cfg.output.workspace) if cfg.output.workspace else Path.cwd()
-    run = RunDir.create(workspace, cfg.output.run_name or Path(cfg.data.train[0]).stem)
-    run.write_text("config.yaml", dump_config(cfg))
-    run.write_json(STATE, RunState(run.run_id).to_json())
+    run = RunDir.create(
+        workspace,
+        cfg.output.run_name or Path(cfg.data.train[0]).stem,
+        lambda run_id: {
+            "config.yaml": dump_config(cfg),
+            STATE: json_text(RunState(run_id).to_json()),
+        },
+    )
     run.event("run_started", run_id=run.run_id, base_model=cfg.base_model)
     (reporter or NullReporter()).message(f"run folder: {run.path.resolve()}")
     return run

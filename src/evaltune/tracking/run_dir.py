@@ -12,7 +12,8 @@
 ```
 
 Every JSON file is written atomically (temp file + ``os.replace``), so a run killed at any
-moment leaves either the old or the new version, never half a file.
+moment leaves either the old or the new version, never half a file; a new folder appears only
+once its config and first state are in it (``create`` builds it under a hidden name).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evaltune.errors import EvaltuneError
 
-__all__ = ["RunDir", "write_json_atomic", "write_text_atomic"]
+__all__ = ["RunDir", "json_text", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -45,8 +48,13 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def json_text(data: Any) -> str:
+    """How every JSON file of a run is written."""
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(path, json_text(data))
 
 
 def _slug(text: str) -> str:
@@ -60,16 +68,28 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def create(cls, workspace: Path, name: str) -> RunDir:
+    def create(
+        cls, workspace: Path, name: str, first: Callable[[str], Mapping[str, str]] | None = None
+    ) -> RunDir:
+        """A new folder ``runs/<stamp>-<name>``. ``first(run_id)`` gives the files it starts
+        with (relative path → text): they are written into a hidden staging folder that is then
+        renamed into place, so a run killed while it is being created leaves no folder that
+        looks like a run without a ``state.json``."""
         runs = workspace / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{_slug(name)}"
         for i in range(1000):
             path = runs / (base if i == 0 else f"{base}-{i}")
+            if path.exists():
+                continue
+            staging = Path(tempfile.mkdtemp(dir=runs, prefix=f".{path.name}.", suffix=".new"))
+            for relative, text in (first(path.name) if first else {}).items():
+                write_text_atomic(staging / relative, text)
             try:
-                path.mkdir()
-            except FileExistsError:
+                staging.rename(path)  # atomic; refused when another run took the name meanwhile
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
                 continue
             return cls(path)
         raise EvaltuneError(f"could not create a run folder under {runs}")

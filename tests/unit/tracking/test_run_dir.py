@@ -141,3 +141,31 @@ def test_event_after_a_truncated_line_is_kept(tmp_path: Path) -> None:
     log.write_text(log.read_text() + '{"time": 1.0, "event": "st')  # killed mid-line
     run.event("run_resumed")
     assert [e["event"] for e in run.events()] == ["a", "run_resumed"]
+
+
+def test_create_writes_the_first_files_before_the_folder_appears(
+    tmp_path: Path, frozen_clock: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def first(run_id: str) -> dict[str, str]:
+        seen.append(sorted(p.name for p in (tmp_path / "runs").iterdir()))
+        return {"config.yaml": "a: 1\n", "state.json": json.dumps({"run_id": run_id})}
+
+    run = RunDir.create(tmp_path, "demo", first)
+    (staging,) = seen[0]  # while the first files are made, only the hidden staging folder
+    assert staging.startswith(".20260102-030405-demo.")
+    assert run.read_json("state.json") == {"run_id": "20260102-030405-demo"}
+    assert (run.path / "config.yaml").read_text() == "a: 1\n"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20260102-030405-demo"]
+
+    # A run that dies while its folder is being created leaves only a hidden staging folder:
+    # no folder that looks like a run and has no state.json.
+    def dies(path: Path, text: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(run_dir_module, "write_text_atomic", dies)
+    with pytest.raises(OSError, match="disk full"):
+        RunDir.create(tmp_path, "killed", first)
+    visible = [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
+    assert visible == ["20260102-030405-demo"]
