@@ -181,7 +181,7 @@ def test_run_bad_override(runner: CliRunner, tiny_config: Path) -> None:
     assert result.exit_code == 2
     message = unwrapped(result.stderr)
     assert message.startswith("error: override 'training.learning_rate=fast'")
-    assert 'expected a number in (0, 1] or "auto"; found "fast"' in message
+    assert 'expected a finite number > 0 or "auto"; found "fast"' in message
 
 
 def test_run_good_config(runner: CliRunner, tiny_config: Path) -> None:
@@ -406,7 +406,9 @@ def test_a_huge_value_is_shortened_in_the_error(runner: CliRunner, tiny_config: 
     value = "x" * 100_000
     result = runner.invoke(app, ["run", str(tiny_config), f"training.learning_rate={value}"])
     assert result.exit_code == 2, result.output
-    assert "characters left out" in result.stderr
+    # the config layer shortens the value itself (config.messages.show); the console's own cut
+    # ("characters left out", test below) is the backstop for anything longer
+    assert "…" in result.stderr
     assert max(len(line) for line in result.stderr.splitlines()) < 1000
 
 

@@ -126,7 +126,7 @@ BAD = {
     ),
     "learning_rate_not_a_number": (
         GOOD + "training:\n  batch_size: 4\n  learning_rate: fast\n",
-        ['{f}:9: training.learning_rate: expected a number in (0, 1] or "auto"; found "fast"'],
+        ['{f}:9: training.learning_rate: expected a finite number > 0 or "auto"; found "fast"'],
     ),
     "quoted_integer": (
         GOOD + "training:\n  batch_size: '8'\n",
@@ -302,8 +302,8 @@ def test_overrides_merge_before_validation(workdir: Path, monkeypatch: pytest.Mo
         ("lora.rank.x=1", "override 'lora.rank.x=1': lora.rank.x: lora.rank has no field 'x'"),
         (
             "training.learning_rate=fast",
-            "override 'training.learning_rate=fast': training.learning_rate: expected a number "
-            'in (0, 1] or "auto"; found "fast"',
+            "override 'training.learning_rate=fast': training.learning_rate: expected a finite "
+            'number > 0 or "auto"; found "fast"',
         ),
         ("tinker.api_key=sk-very-secret", "override 'tinker.api_key=…': tinker.api_key: never"),
     ],
@@ -405,7 +405,8 @@ def test_seed_errors_name_the_seed_key_and_its_line(workdir: Path) -> None:
     assert message.startswith(f"4 problems in {path}:")
     assert f"{path}:8: eval_tasks.1.grade (evals.1.grade): unknown field; did you mean" in message
     assert (
-        f"{path}:11: learning_rate (training.learning_rate): expected a number in (0, 1]" in message
+        f"{path}:11: learning_rate (training.learning_rate): expected a finite number > 0"
+        in message
     )
     assert f"{path}:12: eval_threshold: expected a number in [0, 1] or null; found 2" in message
     assert f"{path}:13: lora_rnk: unknown field of the seed format; did you mean 'lora_rank'?" in (

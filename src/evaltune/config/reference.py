@@ -54,7 +54,7 @@ exist when the config is loaded. A `RunConfig` built in code resolves its paths 
 
 **Errors.** Every problem is reported at once, one per line, as
 `<file>:<line>: <key path>: <what was expected>; found <value>`, for example
-`run.yaml:12: training.learning_rate: expected a number in (0, 1] or "auto"; found "fast"`.
+`run.yaml:12: training.learning_rate: expected a finite number > 0 or "auto"; found "fast"`.
 Unknown keys are errors, with a suggestion (`lora.rnak: unknown field; did you mean 'rank'?`).
 A config cannot hold YAML aliases (`*name`, `<<: *base`), nesting deeper than 64 levels,
 integers of more than 64 digits, `.inf`/`.nan`, or text that is not Unicode (a lone surrogate):

@@ -266,7 +266,7 @@ class TrainingConfig(_Section):
         description="`lr_probe`: multipliers of the heuristic learning rate to try.",
     )
     probe_steps: int = Field(6, ge=1, le=200, description="`lr_probe`: steps per candidate.")
-    learning_rate: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = Field(
+    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description='Peak learning rate, or `"auto"`: chosen by the trainer from the model size '
         "(hidden size) with the documented LoRA heuristic. The config keeps the literal "
@@ -297,7 +297,7 @@ class TrainingConfig(_Section):
         try:
             return handler(value)
         except ValidationError:
-            raise FieldError('a number in (0, 1] or "auto"') from None
+            raise FieldError('a finite number > 0 or "auto"') from None
 
     @field_validator("steps_per_round", mode="wrap")
     @classmethod
