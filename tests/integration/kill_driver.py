@@ -1,6 +1,6 @@
 """Kill-and-resume driver for ``test_kill_resume.py``: run as a script, in its own process.
 
-    python kill_driver.py CONFIG OUT_JSON
+    python kill_driver.py CONFIG OUT_JSON [--workdir DIR] [--points name:call,...] [--set k=v]
 
 It imports evaltune once, then forks a child per run so each run starts from a clean process
 without paying the import again (torch runs no operation before a fork, so forking is safe).
@@ -16,6 +16,7 @@ without paying the import again (torch runs no operation before a fork, so forki
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -117,14 +118,21 @@ def summarise(workspace: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    config, out = Path(sys.argv[1]), Path(sys.argv[2])
-    root = config.parent
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--workdir", type=Path, help="where the runs go (default: by the config)")
+    parser.add_argument("--points", help="name:call,... (default: first, middle, last of each)")
+    parser.add_argument("--set", action="append", default=[], help="a config override")
+    args = parser.parse_args()
+    config, out = args.config, args.out
+    root = args.workdir or config.parent
     counts: dict[str, int] = {}
     results: dict[str, Any] = {}
 
     def run(workspace: Path, kill_at: tuple[str, int] | None) -> None:
         patch(counts, kill_at)
-        cfg = load_config(config, [f"output.workspace={workspace}"])
+        cfg = load_config(config, [*args.set, f"output.workspace={workspace}"])
         run_loop(cfg)
         if kill_at is None:
             (workspace / "counts.json").write_text(json.dumps(counts))
@@ -134,9 +142,14 @@ def main() -> None:
     results["reference"] = summarise(ref)
     calls = json.loads((ref / "counts.json").read_text())
     plan = []
-    for name, *_ in POINTS:
-        n = calls.get(name, 0)
-        plan += [(name, k) for k in sorted({1, (n + 1) // 2, n} - {0})]  # first, middle, last
+    if args.points:
+        for item in args.points.split(","):
+            name, _, k = item.partition(":")
+            plan.append((name, int(k)))
+    else:
+        for name, *_ in POINTS:
+            n = calls.get(name, 0)
+            plan += [(name, k) for k in sorted({1, (n + 1) // 2, n} - {0})]  # first, middle, last
     results["points"] = []
     for i, (name, k) in enumerate(plan):
         workspace = root / f"kill-{i}"
