@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from evaltune.limits import MAX_DEPTH, MAX_INT_DIGITS, depth_over
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
@@ -35,8 +37,6 @@ __all__ = [
     "parse_yaml_value",
 ]
 
-MAX_DEPTH = 64
-MAX_INT_DIGITS = 64  # 2**64 has 20: seeds, steps and counts fit with room to spare
 
 Loc = tuple[str | int, ...]
 
@@ -173,7 +173,7 @@ def load_json(text: str) -> Any:
         except (yaml.YAMLError, BoundError):
             pass
         raise BoundError(exc.message, line=line, loc=loc or ()) from None
-    if data is _DEEP or _depth_over(data, MAX_DEPTH):
+    if data is _DEEP or depth_over(data, MAX_DEPTH):
         try:
             compose_yaml(text)
         except BoundError as exc:
@@ -189,18 +189,6 @@ _DEEP = object()
 
 def _long(value: object) -> bool:
     return len(str(value).lstrip("-")) > MAX_INT_DIGITS
-
-
-def _depth_over(data: Any, limit: int) -> bool:
-    stack = [(data, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth >= limit:
-                return True
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
-    return False
 
 
 def find_bad_text(data: Any) -> tuple[Loc, str] | None:

@@ -32,6 +32,7 @@ from typing import Any
 from evaltune.data.example import Example
 from evaltune.data.records import check_record
 from evaltune.errors import DataError
+from evaltune.limits import MAX_DEPTH, MAX_INT_DIGITS, depth_over
 
 __all__ = [
     "MAX_DEPTH",
@@ -45,8 +46,6 @@ __all__ = [
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 MAX_PROBLEMS = 20
-MAX_DEPTH = 64  # a record is a few levels deep; anything below recurses into it
-MAX_INT_DIGITS = 64  # ids and grades fit with room to spare
 
 Rows = list[tuple[str, Any]]  # (position in the file, the raw record)
 
@@ -149,24 +148,11 @@ def _parse_json(text: str) -> Any:
         long = re.search(rf"\d{{{MAX_INT_DIGITS + 1},}}", text)
         exc.where = _field_at(text, stop=long.start()) if long else ""
         raise
-    if _depth_over(data, MAX_DEPTH):
+    if depth_over(data, MAX_DEPTH):
         exc = _Bound(f"nested more than {MAX_DEPTH} levels deep")
         exc.where = _field_at(text, depth=MAX_DEPTH)
         raise exc
     return data
-
-
-def _depth_over(data: Any, limit: int) -> bool:
-    stack = [(data, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth >= limit:
-                return True
-            stack.extend(
-                (v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)
-            )
-    return False
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')

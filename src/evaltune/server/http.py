@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from evaltune.errors import EvaltuneError
+from evaltune.limits import MAX_DEPTH, MAX_INT_DIGITS, depth_over
 
 __all__ = [
     "ApiError",
@@ -41,8 +42,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
-MAX_JSON_DEPTH = 64
-MAX_INT_DIGITS = 64  # 2**64 has 20; token ids, seeds and counts fit with room to spare
+MAX_JSON_DEPTH = MAX_DEPTH
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -263,14 +263,9 @@ def _too_deep() -> ApiError:
 
 
 def _check_depth(data: Any) -> None:
-    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` (iteratively: no recursion to overflow)."""
-    stack = [(data, 1)] if isinstance(data, dict | list) else []
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise _too_deep()
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH``."""
+    if depth_over(data, MAX_JSON_DEPTH):
+        raise _too_deep()
 
 
 def parse_json(body: bytes) -> Any:
