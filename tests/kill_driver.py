@@ -117,6 +117,27 @@ def summarise(workspace: Path) -> dict[str, Any]:
     }
 
 
+def assert_resumed_like(point: dict[str, Any], reference: dict[str, Any]) -> None:
+    """A kill point's run (from OUT_JSON) was killed, resumed, and ended exactly as the
+    uninterrupted ``reference``: same scores, steps, losses and stop reason, no broken file."""
+    import pytest
+
+    where = f"killed at {point['point']} call {point['call']} of {point['of']}"
+    assert point["signal"] == signal.SIGKILL, f"{where}: the run was not killed"
+    assert point["resumed_exit"] == 0, f"{where}: resume failed"
+    got = point["result"]
+    assert not got["broken"], f"{where}: unparseable {got['broken']}"
+    assert got["status"] == "finished" and got["summary"], where
+    assert got["stop_reason"] == reference["stop_reason"], where
+    assert got["global_step"] == reference["global_step"], where
+    assert [r["acc"] for r in got["rounds"]] == [r["acc"] for r in reference["rounds"]], where
+    for mine, ref in zip(got["rounds"], reference["rounds"], strict=True):
+        assert [s for s, _ in mine["steps"]] == [s for s, _ in ref["steps"]], where
+        assert [loss for _, loss in mine["steps"]] == pytest.approx(
+            [loss for _, loss in ref["steps"]], rel=1e-4
+        ), where
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", type=Path)

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-HERE = Path(__file__).resolve().parent
+from kill_driver import assert_resumed_like
+
+DRIVER = Path(__file__).resolve().parents[1] / "kill_driver.py"
 
 
 def test_every_kill_point_resumes_to_the_uninterrupted_result(
@@ -54,7 +56,7 @@ def test_every_kill_point_resumes_to_the_uninterrupted_result(
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, str(HERE / "kill_driver.py"), str(path), str(out)],
+        [sys.executable, str(DRIVER), str(path), str(out)],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -71,17 +73,4 @@ def test_every_kill_point_resumes_to_the_uninterrupted_result(
         "write_json", "event",
     }  # fmt: skip
     for p in points:
-        where = f"killed at {p['point']} call {p['call']} of {p['of']}"
-        assert p["signal"] == 9, f"{where}: the run was not killed"
-        assert p["resumed_exit"] == 0, f"{where}: resume failed"
-        got = p["result"]
-        assert not got["broken"], f"{where}: unparseable {got['broken']}"
-        assert got["status"] == "finished" and got["summary"], where
-        assert got["stop_reason"] == reference["stop_reason"], where
-        assert got["global_step"] == reference["global_step"], where
-        assert [r["acc"] for r in got["rounds"]] == [r["acc"] for r in reference["rounds"]], where
-        for mine, ref in zip(got["rounds"], reference["rounds"], strict=True):
-            assert [s for s, _ in mine["steps"]] == [s for s, _ in ref["steps"]], where
-            assert [loss for _, loss in mine["steps"]] == pytest.approx(
-                [loss for _, loss in ref["steps"]], rel=1e-4
-            ), where
+        assert_resumed_like(p, reference)

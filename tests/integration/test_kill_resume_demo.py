@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 
 from evaltune.demo import DEMO_CONFIG
+from kill_driver import assert_resumed_like
 
 pytestmark = pytest.mark.slow
-HERE = Path(__file__).resolve().parent
+DRIVER = Path(__file__).resolve().parents[1] / "kill_driver.py"
 
 
 def test_the_demo_resumes_to_the_same_result_after_three_kills(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     command = [
-        sys.executable, str(HERE / "kill_driver.py"), str(DEMO_CONFIG), str(out),
+        sys.executable, str(DRIVER), str(DEMO_CONFIG), str(out),
         "--workdir", str(tmp_path), "--points", "optim_step:8,save_state:1,sample:12",
         "--set", "training.learning_rate=0.000304", "--set", "loop.max_rounds=1",
     ]  # fmt: skip
@@ -36,14 +37,4 @@ def test_the_demo_resumes_to_the_same_result_after_three_kills(tmp_path: Path) -
         ("optim_step", 9, 0), ("save_state", 9, 0), ("sample", 9, 0)
     ]  # fmt: skip
     for p in points:
-        where = f"killed at {p['point']} call {p['call']} of {p['of']}"
-        got = p["result"]
-        assert not got["broken"], f"{where}: unparseable {got['broken']}"
-        assert (got["status"], got["stop_reason"]) == ("finished", reference["stop_reason"])
-        assert got["global_step"] == reference["global_step"], where
-        assert [r["acc"] for r in got["rounds"]] == [r["acc"] for r in reference["rounds"]], where
-        for mine, ref in zip(got["rounds"], reference["rounds"], strict=True):
-            assert [s for s, _ in mine["steps"]] == [s for s, _ in ref["steps"]], where
-            assert [loss for _, loss in mine["steps"]] == pytest.approx(
-                [loss for _, loss in ref["steps"]], rel=1e-4
-            ), where
+        assert_resumed_like(p, reference)
