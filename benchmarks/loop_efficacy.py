@@ -35,6 +35,7 @@ import json
 import math
 import platform
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,17 @@ def overrides(arm: str, task: str, seed: int, steps: tuple[int, int] | None) -> 
 
 
 def run_arm(
-    arm: str, task: str, seed: int, workspace: Path, steps: tuple[int, int] | None
+    arm: str,
+    task: str,
+    seed: int,
+    workspace: Path,
+    steps: tuple[int, int] | None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     cfg = load_config(
         TASKS / task / "config.yaml",
         [
+            *extra,
             *overrides(arm, task, seed, steps),
             f"output.workspace={workspace}",
             f"output.run_name={task}-{arm}-{seed}",
@@ -174,9 +181,19 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every arm (before the arm's own), to compare a variant",
+    )
     args = parser.parse_args()
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="evaltune-efficacy-"))
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}; runs in {workspace}")
+    if args.extra:
+        print(f"every arm also gets: {' '.join(args.extra)}")
     results: list[dict[str, Any]] = []
     for task in args.tasks:
         for seed in args.seeds:
@@ -185,10 +202,10 @@ def main() -> None:
                 steps = None
                 if arm == "all_pool":
                     if default is None:
-                        default = run_arm("default", task, seed, workspace, None)
+                        default = run_arm("default", task, seed, workspace, None, args.extra)
                     rounds = max(1, len(default["per_round"]) - 1)
                     steps = (max(1, math.ceil(default["steps"] / rounds)), rounds)
-                r = run_arm(arm, task, seed, workspace, steps)
+                r = run_arm(arm, task, seed, workspace, steps, args.extra)
                 if arm == "default":
                     default = r
                 results.append(r)

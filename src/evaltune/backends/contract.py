@@ -21,9 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+import tinker
 from tinker import types
 
-__all__ = ["Future", "SamplingClient", "ServiceClient", "TrainingClient"]
+from evaltune.errors import BackendError
+
+__all__ = ["Future", "SamplingClient", "ServiceClient", "TrainingClient", "service_failure"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -105,3 +108,16 @@ class ServiceClient(Protocol):
     def create_sampling_client(
         self, model_path: str | None = None, base_model: str | None = None
     ) -> Future[SamplingClient]: ...
+
+
+def service_failure(exc: BaseException) -> BackendError | None:
+    """What a contract call raised when the service failed it for good, as one line: the SDK's
+    exceptions (raised once its own retries are spent, or for an error no retry fixes: a
+    refused key, a bad request, failed work); ``None`` for anything else. The local backend
+    raises evaltune's own errors instead."""
+    if not isinstance(exc, tinker.TinkerError):
+        return None
+    status = getattr(exc, "status_code", None)
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    kind = f"HTTP {status}" if status else type(exc).__name__
+    return BackendError(f"the Tinker server failed a request ({kind}): {said[:500]}")

@@ -19,8 +19,11 @@ too) that forwards every call unchanged and adds three things the loop needs and
 Retries are the SDK's own and are not re-implemented: every HTTP call retries connection
 errors, 408/409/429 and 5xx with exponential backoff (10 attempts), request submission keeps
 retrying transient failures for up to 5 minutes, and result polling retries until the server
-answers. ``timeout`` bounds how long a sampling request may make no progress before it fails
-(the SDK's ``RetryConfig.progress_timeout``, 2 hours by default).
+answers. Each failed attempt with a transient cause is counted (``evaltune.faults``) and the
+loop reports the count after every phase. An error that outlives the retries is the SDK's own
+exception, unchanged (the loop turns it into one line: ``contract.service_failure``).
+``timeout`` bounds how long a sampling request may make no progress before it fails (the SDK's
+``RetryConfig.progress_timeout``, 2 hours by default).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from tinker.lib.base_url import resolve_base_url
 from tinker.lib.public_interfaces.api_future import AwaitableConcurrentFuture
 from tinker.lib.retry_handler import RetryConfig
 
+from evaltune import faults
 from evaltune.errors import BackendError
 
 __all__ = [
@@ -255,10 +259,42 @@ class _QuietTryAgain(logging.Filter):
         return "because of try_again" not in record.getMessage()
 
 
+class _CountRetries(logging.Filter):
+    """Counts failed HTTP attempts with a transient cause into ``evaltune.faults``. The SDK
+    retries them at several levels (the HTTP client, request submission, result polling), most
+    without a log line, but every failed attempt passes through its HTTP client, which logs it
+    at DEBUG. So the logger is set to DEBUG and this filter passes on only the records its
+    parent's level lets through: nothing new is printed; ``--log-level debug`` shows them all."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+        self.status = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg.startswith("HTTP Response:") and isinstance(record.args, tuple):
+            self.status = int(record.args[2]) if len(record.args) > 2 else 0
+        elif msg.startswith("Encountered httpx.HTTPStatusError"):
+            # logged right after its "HTTP Response" record, with no await in between
+            if self.status in (408, 409, 429) or self.status >= 500:
+                faults.record("tinker", f"HTTP {self.status}")
+        elif msg == "Encountered httpx.TimeoutException":
+            faults.record("tinker", "timeout")
+        elif msg == "Encountered Exception":
+            faults.record("tinker", "connection error")
+        parent = self.logger.parent or logging.getLogger()
+        return record.levelno >= parent.getEffectiveLevel()
+
+
 def _quiet_polls() -> None:
     sdk_log = logging.getLogger("tinker.lib.api_future_impl")
     if not any(isinstance(f, _QuietTryAgain) for f in sdk_log.filters):
         sdk_log.addFilter(_QuietTryAgain())
+    http_log = logging.getLogger("tinker._base_client")
+    if not any(isinstance(f, _CountRetries) for f in http_log.filters):
+        http_log.addFilter(_CountRetries(http_log))
+        http_log.setLevel(logging.DEBUG)
 
 
 def make_service_client(

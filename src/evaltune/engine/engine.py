@@ -14,6 +14,7 @@ checkpoints does not grow memory without bound).
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -254,9 +255,9 @@ class Engine:
         """Adapter weights + optimizer state + step: enough to resume training exactly."""
         state = self._slot(slot)
         lora.save_adapter(self.model, slot, folder)
-        tmp = folder / (OPTIMIZER_FILE + ".tmp")
-        torch.save(state.optimizer.state_dict(), tmp)
-        tmp.replace(folder / OPTIMIZER_FILE)
+        buffer = io.BytesIO()
+        torch.save(state.optimizer.state_dict(), buffer)
+        lora.write_bytes_atomic(folder / OPTIMIZER_FILE, buffer.getvalue())
         self._write_meta(folder, "state", state)
 
     def save_sampler(self, slot: str, folder: Path) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from evaltune import faults
 from evaltune.data.example import Message
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals.generation import grade_responses
@@ -122,6 +123,7 @@ class EndpointClient:
                 response = self.client.post(self.url, json=body)
             except httpx.TimeoutException:
                 if not last:
+                    faults.record(self.base_url, "timeout")
                     continue
                 raise EvalError(
                     f"{self.url} sent no answer within {self.timeout:g} s; raise --timeout, or "
@@ -129,6 +131,7 @@ class EndpointClient:
                 ) from None
             except httpx.HTTPError as exc:
                 if not last:
+                    faults.record(self.base_url, "connection error")
                     time.sleep(0.5 * 2**attempt)
                     continue
                 raise EvalError(
@@ -136,6 +139,7 @@ class EndpointClient:
                     "running, and are the host, port and scheme in --endpoint right?"
                 ) from None
             if response.status_code in _RETRY_STATUS and not last:
+                faults.record(self.base_url, f"HTTP {response.status_code}")
                 time.sleep(_backoff(response, attempt))
                 continue
             return self._reply(response)

@@ -31,12 +31,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evaltune.backends.contract import SamplingClient, TrainingClient
+from evaltune import faults
+from evaltune.backends.contract import SamplingClient, TrainingClient, service_failure
 from evaltune.bridge.checkpoints import CheckpointStore
 from evaltune.config import RunConfig, dump_config, load_config
 from evaltune.data import Example
 from evaltune.data.records import parse_record
-from evaltune.errors import ConfigError, EvaltuneError, TrainingError
+from evaltune.errors import BackendError, ConfigError, EvaltuneError, TrainingError
 from evaltune.evals import EvalResult, Suite, validation_nll
 from evaltune.loop.adaptive import plan_round_data, tag_train_loss
 from evaltune.loop.allocate import ALL
@@ -103,9 +104,12 @@ def resume_run(
     if state.status == "failed":
         rep.message(f"the last attempt failed: {state.error}")
     state.status, state.error = "running", None
-    if overrides:
-        _apply_overrides(run, cfg, state)
-    run.write_json(STATE, state.to_json())
+    try:
+        if overrides:
+            _apply_overrides(run, cfg, state)
+        run.write_json(STATE, state.to_json())
+    except OSError as exc:
+        raise _write_refused(run, exc, ", untouched") from exc
     rep.message(f"resuming {run.path}" + (f" with {' '.join(overrides)}" if overrides else ""))
     run.event("run_resumed", overrides=list(overrides))
     _execute(run, cfg, rep)
@@ -146,6 +150,10 @@ class _Loop:
 
     def save(self) -> None:
         self.run.write_json(STATE, self.state.to_json())
+        retried = faults.drain()
+        if retried:
+            self.rep.message(f"backend: {faults.describe(retried)}")
+            self.run.event("retries", counts=retried)
 
     @property
     def rounds(self) -> list[dict[str, Any]]:
@@ -763,25 +771,64 @@ class _Loop:
 
 
 def _execute(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
+    faults.drain()  # retries before this run (another run in this process) are not its own
     try:
         _build_and_run(run, cfg, rep)
+    except TrainingError as exc:
+        _mark_failed(run, str(exc))
+        raise TrainingError(
+            f"{exc}; then continue the run from its last completed phase: evaltune resume "
+            f"{run.path} training.learning_rate=<lower>"
+        ) from exc
+    except BackendError as exc:
+        raise _backend_failed(run, exc) from exc
     except EvaltuneError as exc:
         _mark_failed(run, str(exc))
-        if isinstance(exc, TrainingError):
-            raise TrainingError(
-                f"{exc}; then continue the run from its last completed phase: evaltune resume "
-                f"{run.path} training.learning_rate=<lower>"
-            ) from exc
         raise
+    except ConnectionError as exc:  # a socket outside the SDK's retries (an OSError too)
+        raise _backend_failed(run, BackendError(f"connection lost: {exc}")) from exc
+    except OSError as exc:  # a full disk, an unwritable folder: the OS refused a write
+        marked = _mark_failed(run, f"could not write: {_os_what(exc)}")
+        note = "" if marked else " (its status could not be set to failed either)"
+        raise _write_refused(run, exc, note) from exc
+    except Exception as exc:
+        failure = service_failure(exc)  # the SDK's errors, once its retries are spent
+        if failure is None:
+            raise
+        raise _backend_failed(run, failure) from exc
 
 
-def _mark_failed(run: RunDir, reason: str) -> None:
+def _backend_failed(run: RunDir, exc: BackendError) -> BackendError:
+    _mark_failed(run, str(exc))
+    return BackendError(
+        f"{exc}; the run keeps its last completed phase: once the cause is fixed, evaltune "
+        f"resume {run.path}"
+    )
+
+
+def _os_what(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
+def _write_refused(run: RunDir, exc: OSError, note: str) -> EvaltuneError:
+    return EvaltuneError(
+        f"could not write ({_os_what(exc)}); {run.path / STATE} still holds the last completed "
+        f"phase{note}; free space or fix the permissions, then: evaltune resume {run.path}"
+    )
+
+
+def _mark_failed(run: RunDir, reason: str) -> bool:
     """Mark the state on disk (the last completed phase, not what the failing one half-built)
-    ``failed`` with ``reason``: no folder claims to be running when nothing is."""
-    state = RunState.from_json(run.read_json(STATE))
-    state.status, state.error = "failed", reason[:2000]
-    run.write_json(STATE, state.to_json())
-    run.event("run_failed", error=reason[:2000])
+    ``failed`` with ``reason``: no folder claims to be running when nothing is. False when even
+    that cannot be written (a full disk): the state file is then left as it was."""
+    try:
+        state = RunState.from_json(run.read_json(STATE))
+        state.status, state.error = "failed", reason[:2000]
+        run.write_json(STATE, state.to_json())
+        run.event("run_failed", error=reason[:2000])
+    except OSError:
+        return False
+    return True
 
 
 def _build_and_run(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:

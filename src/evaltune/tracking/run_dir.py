@@ -35,16 +35,25 @@ __all__ = ["RunDir", "json_text", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """``text`` into ``path`` through a temp file and a rename; a refused write (a full disk, a
+    read-only folder) is an ``OSError`` that names ``path``, and the old file stays."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the target, not the temp
         raise
 
 
@@ -76,6 +85,19 @@ class RunDir:
         renamed into place, so a run killed while it is being created leaves no folder that
         looks like a run without a ``state.json``."""
         runs = workspace / "runs"
+        try:
+            return cls._create(runs, name, first)
+        except OSError as exc:
+            raise EvaltuneError(
+                f"cannot create a run folder under {runs}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")
+                + "; set output.workspace to a folder you can write, or free space there"
+            ) from exc
+
+    @classmethod
+    def _create(
+        cls, runs: Path, name: str, first: Callable[[str], Mapping[str, str]] | None
+    ) -> RunDir:
         runs.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{_slug(name)}"
@@ -84,8 +106,12 @@ class RunDir:
             if path.exists():
                 continue
             staging = Path(tempfile.mkdtemp(dir=runs, prefix=f".{path.name}.", suffix=".new"))
-            for relative, text in (first(path.name) if first else {}).items():
-                write_text_atomic(staging / relative, text)
+            try:
+                for relative, text in (first(path.name) if first else {}).items():
+                    write_text_atomic(staging / relative, text)
+            except BaseException:  # a refused write, Ctrl-C: nothing is left behind
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             try:
                 staging.rename(path)  # atomic; refused when another run took the name meanwhile
             except OSError:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from evaltune import faults
 from evaltune.data import Message
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import EndpointClient, evaluate_endpoint, load_suite
@@ -71,7 +72,12 @@ def test_busy_servers_are_retried() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers, None) or chat_reply("ok")
 
-    assert client(handler, retries=2).complete([Message("user", "hi")], {}).text == "ok"
+    faults.drain()
+    endpoint = client(handler, retries=2)
+    assert endpoint.complete([Message("user", "hi")], {}).text == "ok"
+    base = endpoint.base_url
+    counted = {k: n for k, n in faults.drain().items() if k.startswith(base)}  # per process
+    assert counted == {f"{base}: HTTP 503": 1, f"{base}: HTTP 429": 1}
     with pytest.raises(EvalError, match="answered 503"):
         client(lambda r: httpx.Response(503, text="busy")).complete([Message("user", "x")], {})
 

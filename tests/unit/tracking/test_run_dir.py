@@ -159,13 +159,13 @@ def test_create_writes_the_first_files_before_the_folder_appears(
     assert (run.path / "config.yaml").read_text() == "a: 1\n"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20260102-030405-demo"]
 
-    # A run that dies while its folder is being created leaves only a hidden staging folder:
-    # no folder that looks like a run and has no state.json.
+    # A write refused while a folder is being created is one EvaltuneError naming the workspace,
+    # and leaves nothing behind: no folder that looks like a run without a state.json, and no
+    # staging folder (a kill, which no handler sees, leaves only the hidden staging folder).
     def dies(path: Path, text: str) -> None:
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(run_dir_module, "write_text_atomic", dies)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(EvaltuneError, match=r"cannot create a run folder under .*No space left"):
         RunDir.create(tmp_path, "killed", first)
-    visible = [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
-    assert visible == ["20260102-030405-demo"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["20260102-030405-demo"]
