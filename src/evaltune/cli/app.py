@@ -22,6 +22,7 @@ from evaltune import __version__
 from evaltune.cli.bench import bench
 from evaltune.cli.compare import compare
 from evaltune.cli.console import console, guarded, out, set_debug
+from evaltune.cli.export import export
 from evaltune.cli.serve import serve
 from evaltune.cli.suites import suites
 from evaltune.errors import ConfigError
@@ -239,3 +240,4 @@ app.command()(serve)
 app.command()(compare)
 app.command()(bench)
 app.command()(suites)
+app.command()(export)
