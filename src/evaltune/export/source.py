@@ -7,7 +7,7 @@ and its eval prompts (the self-check runs on them). Every bad input is one ``Con
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def _from_checkpoint(uri: str, base_model: str | None) -> ExportSource:
     found = _from_adapter(folder, base_model)
     run = _enclosing_run(folder)
     if run is None:
-        return ExportSource(**{**found.__dict__, "kind": "checkpoint", "checkpoint": uri})
+        return replace(found, kind="checkpoint", checkpoint=uri)
     return _with_run(found, run, uri)
 
 
