@@ -131,3 +131,33 @@ def test_inspect_openai_api_provider_gets_answers(
     assert all(isinstance(s.output.completion, str) for s in log.samples)
     usage = next(iter(log.stats.model_usage.values()))
     assert usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("stop", [None, ["ow"], [" the", "!"]])
+def test_streams_arrive_token_by_token_and_add_up_to_the_answer(
+    client: openai.OpenAI, adapter, stop: list[str] | None
+) -> None:
+    name, _ = adapter
+    messages = [{"role": "user", "content": "hello there!"}]
+    common = {"model": name, "max_tokens": 12, "temperature": 0, "stop": stop}
+    whole = client.chat.completions.create(messages=messages, **common)
+    chunks = list(
+        client.chat.completions.create(
+            messages=messages, stream=True, stream_options={"include_usage": True}, **common
+        )
+    )
+    parts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    answer = whole.choices[0].message.content
+    assert "".join(parts) == answer
+    if stop is None:
+        assert len(parts) >= 3  # incremental, not one chunk
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == (
+        whole.choices[0].finish_reason
+    )
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    done = client.completions.create(model=name, prompt="The quick", max_tokens=10, temperature=0)
+    streamed = client.completions.create(
+        model=name, prompt="The quick", max_tokens=10, temperature=0, stream=True
+    )
+    texts = [c.choices[0].text for c in streamed if c.choices]
+    assert "".join(texts) == done.choices[0].text and len([t for t in texts if t]) >= 2

@@ -11,14 +11,15 @@ truncation: ``log_softmax(logits / temperature)``, or of the raw logits when gre
 (``temperature == 0``). A seeded request draws from its own ``torch.Generator``, so the same seed
 gives the same samples whatever else is in the batch. A request whose ``cancel`` event is set
 (its client went away) stops at the next decode step, so an abandoned long generation does not
-hold the batch, and the engine's worker, until its budget is spent.
+hold the batch, and the engine's worker, until its budget is spent. A request with an
+``on_token`` callback hears of each token as it is drawn (the server streams them).
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -46,6 +47,9 @@ class SampleSpec:
     seed: int | None = None
     ignore_eos: bool = False  # run past the model's end-of-sequence tokens
     cancel: threading.Event | None = None  # set: stop at the next step (ends as "length")
+    # Called on the engine's worker with (sample index, token id) as each token is drawn, for
+    # streaming; it must return at once (hand the token to another thread) and never raise.
+    on_token: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Sampled:
 class _Row:
     spec: SampleSpec
     generator: torch.Generator
+    index: int = 0  # which of its spec's samples
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     stop_reason: str | None = None
@@ -166,7 +171,7 @@ def _make_rows(specs: Sequence[SampleSpec], device: torch.device) -> list[_Row]:
     for spec in specs:
         gen = torch.Generator(device="cpu")
         gen.manual_seed(spec.seed if spec.seed is not None else int(torch.randint(2**62, ())))
-        rows.extend(_Row(spec, gen) for _ in range(spec.num_samples))
+        rows.extend(_Row(spec, gen, i) for i in range(spec.num_samples))
     return rows
 
 
@@ -217,6 +222,8 @@ def sample_batch(
         for j, i in enumerate(live):
             rows[i].tokens.append(picks[j])
             rows[i].logprobs.append(lps[j])
+            if rows[i].spec.on_token is not None:
+                rows[i].spec.on_token(rows[i].index, picks[j])
             rows[i].stop_reason = _stopped(rows[i], tokenizer, eos)
             if rows[i].stop_reason is None:
                 keep.append(j)

@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 
@@ -33,6 +34,8 @@ __all__ = [
     "Generations",
     "Ticket",
     "default_max_tokens",
+    "gather",
+    "settle",
     "wait_or_cancel",
 ]
 
@@ -160,7 +163,7 @@ async def _disconnected(request: Request) -> None:
 async def wait_or_cancel(request: Request, tickets: list[Ticket]) -> list[SampleOutput]:
     """The tickets' results; if the client disconnects first (or this handler is cancelled),
     their generations are cancelled and the answer is a 499 nobody reads."""
-    waiting = asyncio.gather(*(asyncio.wrap_future(t.future) for t in tickets))
+    waiting = gather(tickets)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -172,6 +175,17 @@ async def wait_or_cancel(request: Request, tickets: list[Ticket]) -> list[Sample
     if not waiting.done():
         waiting.cancel()
         raise ApiError(499, "the client closed the request; its generation was cancelled")
+    return settle(tickets, waiting)
+
+
+def gather(tickets: list[Ticket]) -> asyncio.Future[list[SampleOutput]]:
+    """One awaitable for the tickets' results, in order."""
+    return asyncio.gather(*(asyncio.wrap_future(t.future) for t in tickets))
+
+
+def settle(tickets: list[Ticket], waiting: asyncio.Future[Any]) -> list[SampleOutput]:
+    """The results of a finished ``gather``, or why there are none as the route's ApiError:
+    stopped by the server's shutdown (503), or refused by the engine (400)."""
     failed = None if waiting.cancelled() else waiting.exception()  # (retrieved either way)
     if any(t.cancelled for t in tickets):  # stopped by the server's shutdown, not the client
         raise ApiError(

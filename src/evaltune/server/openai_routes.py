@@ -6,14 +6,13 @@ local folder), or any saved adapter as ``<model_id>/<name>`` or its full ``tinke
 engine's sample batcher, so concurrent requests for one model decode together. Chat prompts
 use the tokenizer's own chat template; a model without one answers chat with a 400 that points
 to ``/v1/completions``. Returned text excludes the stop string that ended it, as OpenAI's does;
-``stream: true`` is answered as a stream of whole-answer chunks (generation is not incremental).
+``stream: true`` sends the text as it is generated (server-sent events, ``server.streaming``).
 Generations are admitted, capped and cancelled by ``server.generations``: a client that
 disconnects while its answer is generated (streaming or not) stops the decode.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from evaltune.bridge import CheckpointError, CheckpointRef
 from evaltune.engine import SampleSpec
 from evaltune.server import openai_schema as schema
-from evaltune.server.generations import wait_or_cancel
+from evaltune.server.generations import gather, settle, wait_or_cancel
 from evaltune.server.http import ApiError, read_model
 from evaltune.server.state import ServerState
+from evaltune.server.streaming import TextDeltas, TokenStream, first_event, sse, tokens_until_done
 
 __all__ = ["openai_router"]
 
@@ -36,15 +36,6 @@ __all__ = ["openai_router"]
 def _cut(text: str, stops: list[str]) -> str:
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     return text[: min(cuts)] if cuts else text
-
-
-def _events(chunks: list[dict[str, Any]]) -> StreamingResponse:
-    async def gen() -> AsyncIterator[str]:
-        for chunk in chunks:
-            yield f"data: {json.dumps(chunk)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(gen(), media_type="text/event-stream")
 
 
 def openai_router(state: ServerState) -> APIRouter:
@@ -66,6 +57,34 @@ def openai_router(state: ServerState) -> APIRouter:
         state.check_adapter_base(folder, f"model {name!r}")
         return folder
 
+    def specs(
+        prompts: list[list[int]], req: schema._Request, budget: int | None, stream: Any
+    ) -> list[SampleSpec]:
+        return [
+            SampleSpec(
+                prompt=prompt,
+                num_samples=req.n,
+                max_tokens=budget,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop_strings=req.stops,
+                seed=req.seed,
+                on_token=None if stream is None else stream.callback(i * req.n),
+            )
+            for i, prompt in enumerate(prompts)
+        ]
+
+    def choices_of(outputs: list[Any], req: schema._Request) -> list[schema.Choice]:
+        choices = []
+        for s in (s for out in outputs for s in out.samples):
+            text = tokenizer.decode(s.tokens, skip_special_tokens=True)
+            choices.append(
+                schema.Choice(
+                    text=_cut(text, req.stops), finish_reason=s.stop_reason, tokens=len(s.tokens)
+                )
+            )
+        return choices
+
     async def generate(
         request: Request,
         folder: Path | None,
@@ -76,28 +95,58 @@ def openai_router(state: ServerState) -> APIRouter:
     ) -> list[schema.Choice]:
         """Every prompt's samples, decoded together; cancelled if the client goes away."""
         budget = state.generations.budget(budget, name)
-        specs = [
-            SampleSpec(
-                prompt=prompt,
-                num_samples=req.n,
-                max_tokens=budget,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                stop_strings=req.stops,
-                seed=req.seed,
-            )
-            for prompt in prompts
-        ]
-        outputs = await wait_or_cancel(request, state.generations.start(folder, specs))
-        choices = []
-        for s in (s for out in outputs for s in out.samples):
-            text = tokenizer.decode(s.tokens, skip_special_tokens=True)
-            choices.append(
-                schema.Choice(
-                    text=_cut(text, req.stops), finish_reason=s.stop_reason, tokens=len(s.tokens)
-                )
-            )
-        return choices
+        tickets = state.generations.start(folder, specs(prompts, req, budget, None))
+        return choices_of(await wait_or_cancel(request, tickets), req)
+
+    async def stream(
+        folder: Path | None,
+        prompts: list[list[int]],
+        req: schema._Request,
+        budget: int | None,
+        chunks: schema.StreamChunks,
+        name: str = "max_tokens",
+    ) -> StreamingResponse:
+        """Server-sent events as the tokens are drawn (``server.streaming``)."""
+        budget = state.generations.budget(budget, name)
+        tokens = TokenStream()
+        tickets = state.generations.start(folder, specs(prompts, req, budget, tokens))
+        waiting = gather(tickets)
+        try:
+            await first_event(tokens, waiting)
+            if waiting.done():
+                settle(tickets, waiting)  # refused before any token: still an HTTP error
+        except BaseException:
+            for ticket in tickets:
+                ticket.cancel()
+            raise
+        deltas = TextDeltas(tokenizer, len(prompts) * req.n, req.stops)
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                for chunk in chunks.start(len(prompts) * req.n):
+                    yield sse(chunk)
+                async for choice, token in tokens_until_done(tokens, waiting):
+                    if text := deltas.add(choice, token):
+                        yield sse(chunks.delta(choice, text))
+                try:
+                    final = choices_of(settle(tickets, waiting), req)
+                except ApiError as exc:  # the status line is sent: the error goes in the stream
+                    yield sse({"error": {"type": exc.type, "message": exc.message}})
+                    return
+                for i, c in enumerate(final):
+                    if rest := deltas.finish(i, c.text):
+                        yield sse(chunks.delta(i, rest))
+                for i, c in enumerate(final):
+                    yield sse(chunks.finish(i, c.finish_reason))
+                if req.include_usage:
+                    yield sse(chunks.usage(final))
+                yield sse("[DONE]")
+            finally:  # the client went away (the response is cancelled) or it is all sent
+                if not waiting.done():
+                    for ticket in tickets:
+                        ticket.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
@@ -134,10 +183,11 @@ def openai_router(state: ServerState) -> APIRouter:
         if all(isinstance(p, int) for p in prompts):
             prompts = [prompts]  # one prompt given as token ids
         encoded = [p if isinstance(p, list) else tokenizer(p).input_ids for p in prompts]
-        choices = await generate(request, folder, encoded, req, req.max_tokens)
         used = sum(len(ids) for ids in encoded)
         if req.stream:
-            return _events(schema.completion_chunks(req.model, choices, used, req.include_usage))
+            chunks = schema.StreamChunks(False, req.model, used)
+            return await stream(folder, encoded, req, req.max_tokens, chunks)
+        choices = await generate(request, folder, encoded, req, req.max_tokens)
         return JSONResponse(schema.completion_response(req.model, choices, used))
 
     @router.post("/chat/completions")
@@ -161,9 +211,10 @@ def openai_router(state: ServerState) -> APIRouter:
             raise ApiError(400, f"the chat template rejected these messages: {exc}") from None
         ids = tokenizer(text, add_special_tokens=False).input_ids
         name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
-        choices = await generate(request, folder, [ids], req, req.token_budget, name)
         if req.stream:
-            return _events(schema.chat_chunks(req.model, choices, len(ids), req.include_usage))
+            chunks = schema.StreamChunks(True, req.model, len(ids))
+            return await stream(folder, [ids], req, req.token_budget, chunks, name)
+        choices = await generate(request, folder, [ids], req, req.token_budget, name)
         return JSONResponse(schema.chat_response(req.model, choices, len(ids)))
 
     return router

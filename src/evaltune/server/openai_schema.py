@@ -21,6 +21,7 @@ __all__ = [
     "ChatRequest",
     "Choice",
     "CompletionRequest",
+    "StreamChunks",
     "chat_response",
     "completion_response",
     "message_text",
@@ -160,35 +161,36 @@ def chat_response(model: str, choices: list[Choice], prompt_tokens: int) -> dict
     return body
 
 
-def chat_chunks(model: str, choices: list[Choice], prompt_tokens: int, usage: bool) -> list[dict]:
-    """A whole answer as stream chunks: content, then finish reasons, then (optionally) usage."""
-    base = _envelope("chat.completion.chunk", model)
-    delta = [
-        {"index": i, "delta": {"role": "assistant", "content": c.text}, "finish_reason": None}
-        for i, c in enumerate(choices)
-    ]
-    done = [
-        {"index": i, "delta": {}, "finish_reason": c.finish_reason} for i, c in enumerate(choices)
-    ]
-    chunks = [{**base, "choices": delta}, {**base, "choices": done}]
-    if usage:
-        chunks.append({**base, "choices": [], "usage": _usage(prompt_tokens, choices)})
-    return chunks
+class StreamChunks:
+    """The chunks of one streamed answer (``chat.completion.chunk`` or ``text_completion``),
+    all with the stream's one id: an opening role delta (chat), text deltas, the finish reasons
+    and, when asked for, usage."""
 
+    def __init__(self, chat: bool, model: str, prompt_tokens: int) -> None:
+        self.chat = chat
+        self.base = _envelope("chat.completion.chunk" if chat else "text_completion", model)
+        self.prompt_tokens = prompt_tokens
 
-def completion_chunks(
-    model: str, choices: list[Choice], prompt_tokens: int, usage: bool
-) -> list[dict]:
-    base = _envelope("text_completion", model)
-    chunks = [
-        {
-            **base,
-            "choices": [
-                {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
-            ],
-        }
-        for i, c in enumerate(choices)
-    ]
-    if usage:
-        chunks.append({**base, "choices": [], "usage": _usage(prompt_tokens, choices)})
-    return chunks
+    def _choice(self, i: int, text: str | None, finish: str | None) -> dict[str, Any]:
+        if self.chat:
+            delta = {} if text is None else {"content": text}
+            return {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+    def start(self, choices: int) -> list[dict[str, Any]]:
+        if not self.chat:
+            return []
+        opening = [
+            {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            for i in range(choices)
+        ]
+        return [{**self.base, "choices": opening}]
+
+    def delta(self, i: int, text: str) -> dict[str, Any]:
+        return {**self.base, "choices": [self._choice(i, text, None)]}
+
+    def finish(self, i: int, reason: str) -> dict[str, Any]:
+        return {**self.base, "choices": [self._choice(i, None, reason)]}
+
+    def usage(self, choices: list[Choice]) -> dict[str, Any]:
+        return {**self.base, "choices": [], "usage": _usage(self.prompt_tokens, choices)}

@@ -138,8 +138,14 @@ def test_a_disconnected_completion_stops_its_generation(live: Live, stream: bool
     grabbed: list = []
     watcher = threading.Thread(target=lambda: grabbed.append(live.only_generation()))
     watcher.start()
-    if stream:
-        abandon(lambda c: c.stream("POST", "/v1/completions", json=body).__enter__(), live)
+    if stream:  # read the first event (it is generating), then hang up mid-stream
+        with (
+            httpx.Client(base_url=live.base_url, headers=H, timeout=HANG_S) as client,
+            client.stream("POST", "/v1/completions", json=body) as response,
+        ):
+            assert response.status_code == 200
+            assert next(response.iter_lines()).startswith("data: ")
+            watcher.join(HANG_S)  # it has seen the generation in flight: now hang up
     else:
         abandon(lambda c: c.post("/v1/completions", json=body), live)
     watcher.join(HANG_S)
