@@ -1,7 +1,8 @@
 """The ``evaltune`` command line.
 
 The composition root: the ``run``, ``demo``, ``resume``, ``train``, ``eval``, ``init`` and
-``models`` commands, with ``bench``, ``compare``, ``serve`` and ``suites`` from their modules.
+``models`` commands, with ``bench``, ``compare``, ``export``, ``serve`` and ``suites`` from their
+modules.
 Consoles and the error guard (one red line and an exit code for a user's mistake) live in
 ``cli/console.py``. Nothing that imports the model stack (torch, transformers, tinker) is
 imported before a command's config has been validated: a bad config answers at once.
