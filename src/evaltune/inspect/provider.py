@@ -12,12 +12,14 @@ Why it batches: each ``generate`` submits its ``sample`` and *awaits* the future
 blocking Inspect's event loop, so with ``--max-connections 32`` up to 32 requests are in flight
 at once; the local engine coalesces concurrent requests into one batched decode (see
 ``engine.batcher``), so many Inspect samples cost one forward pass per token, not one
-``generate`` each. ``max_connections`` defaults to 64, the batcher's widest batch.
+``generate`` each. ``max_connections`` defaults to 64, the batcher's widest batch; ``max_tokens``,
+when the task and the command line set none, to 128 (said once in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +47,8 @@ __all__ = ["MODEL_ARGS", "EvaltuneModelAPI", "resolve_sampler", "sampling_params
 
 MODEL_ARGS = ("renderer", "base_model", "checkpoint_dir", "device", "dtype", "sampler")
 DEFAULT_MAX_CONNECTIONS = 64  # the engine batcher's widest batch (engine.batcher max_rows)
+DEFAULT_MAX_TOKENS = 128  # new tokens per sample when the task and the command line set none
+log = logging.getLogger(__name__)
 _ROLES = ("system", "user", "assistant")
 
 
@@ -165,6 +169,7 @@ class EvaltuneModelAPI(ModelAPI):
                 dtype=model_args.get("dtype"),
             )
             self.sampler = sampler
+            self._said_max_tokens = False
             self.tokenizer = sampler.get_tokenizer()
             renderer = model_args.get("renderer") or "auto"
             self.renderer: Renderer = (
@@ -175,6 +180,22 @@ class EvaltuneModelAPI(ModelAPI):
 
     def max_connections(self) -> int:
         return DEFAULT_MAX_CONNECTIONS
+
+    def max_tokens(self) -> int:
+        """The default when neither the task nor ``--max-tokens`` sets one: short, because a
+        small model on a CPU decodes tens of tokens a second and most tasks' answers are a line
+        or a number (Inspect asks for no limit otherwise, and the engine would spend up to 256
+        tokens an item). Said once in Inspect's log, with how to change it."""
+        if not self._said_max_tokens:
+            self._said_max_tokens = True
+            log.warning(
+                "evaltune/%s: the task sets no max_tokens; using %d new tokens per sample "
+                "(pass --max-tokens N, or set it in the task's GenerateConfig, for longer "
+                "answers)",
+                self.model_name,
+                DEFAULT_MAX_TOKENS,
+            )
+        return DEFAULT_MAX_TOKENS
 
     def connection_key(self) -> str:
         return self.model_name  # one engine per base model: its requests share one pool

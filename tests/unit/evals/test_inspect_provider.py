@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from evaltune.engine import get_engine
 from evaltune.errors import ConfigError, EvalError
 from evaltune.evals import EvalResult, compare_results
 from evaltune.inspect import evaluate_task, result_from_log, score_value
-from evaltune.inspect.provider import sampling_params, to_messages
+from evaltune.inspect.provider import DEFAULT_MAX_TOKENS, sampling_params, to_messages
 from evaltune.inspect.task import resolve_task
 from evaltune.loop.context import build_suites
 
@@ -132,7 +133,9 @@ def test_score_values_read_as_inspect_metrics_do() -> None:
     assert score_value({"a": "C", "b": "I"}) == 0.5
 
 
-def test_generate_equals_the_sampler_and_honours_the_config(model_dir: str, sampler) -> None:
+def test_generate_equals_the_sampler_and_honours_the_config(
+    model_dir: str, sampler, caplog: pytest.LogCaptureFixture
+) -> None:
     model = get_model(f"evaltune/{model_dir}", memoize=False)
     config = GenerateConfig(max_tokens=8, temperature=0.0)
     out = asyncio.run(model.generate("What is 2 plus 2?", config=config))
@@ -153,10 +156,16 @@ def test_generate_equals_the_sampler_and_honours_the_config(model_dir: str, samp
         model.generate("Hi", config=GenerateConfig(max_tokens=6, num_choices=2, seed=3))
     )
     assert len(two.choices) == 2
-    # Unset max_tokens: the engine's default, cut to the tiny model's 256-token context.
-    free = asyncio.run(model.generate("Hi", config=GenerateConfig(temperature=0.0, logprobs=True)))
-    assert 0 < free.usage.output_tokens <= 256 - free.usage.input_tokens
+    # Unset max_tokens: the provider's default (128), said once in the log.
+    with caplog.at_level(logging.WARNING, logger="evaltune.inspect.provider"):
+        free = asyncio.run(
+            model.generate("Hi", config=GenerateConfig(temperature=0.0, logprobs=True))
+        )
+        asyncio.run(model.generate("Ho", config=GenerateConfig(temperature=0.0)))
+    assert 0 < free.usage.output_tokens <= DEFAULT_MAX_TOKENS
     assert len(free.choices[0].logprobs.content) == free.usage.output_tokens
+    said = [r.getMessage() for r in caplog.records if "sets no max_tokens" in r.getMessage()]
+    assert len(said) == 1 and f"using {DEFAULT_MAX_TOKENS} new tokens" in said[0]
     words = out.completion.split()
     if len(words) > 1:  # a stop sequence cuts the text before it, as OpenAI's does
         cut = asyncio.run(
