@@ -6,6 +6,7 @@ engine, FastAPI and uvicorn load only when the command runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from pathlib import Path
@@ -74,6 +75,13 @@ def serve(
         float,
         typer.Option(min=0, help="After SIGTERM/Ctrl-C: how long running generations may finish."),
     ] = 10.0,
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            help="A workspace whose finished runs are served too: each run's best round as "
+            "<run-id>, every round as <run-id>/round-<k>."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve a model over the Tinker protocol (SDK, cookbook) and OpenAI-compatible /v1 routes."""
@@ -86,6 +94,16 @@ def serve(
 
         key, source = _api_key(api_key)
         folder = checkpoint_dir or default_checkpoint_dir()
+        named = None
+        if runs is not None:
+            from evaltune.export import run_adapters
+
+            if not (runs / "runs").is_dir():
+                raise ConfigError(
+                    f"--runs {runs}: no runs/ folder in it; give the workspace that holds "
+                    "runs/<run-id> folders (where evaltune run was started, or output.workspace)"
+                )
+            named = functools.partial(run_adapters, runs)
         config = ServerConfig(
             base_model=base_model,
             api_key=key,
@@ -97,6 +115,7 @@ def serve(
             max_tokens=max_tokens,
             max_pending=max_pending,
             drain_s=drain_seconds,
+            named_adapters=named,
         )
         console.print(f"loading {base_model} …")
         app = create_app(config)
@@ -104,6 +123,8 @@ def serve(
         url = f"http://{host}:{port}"
         out.print(f"evaltune serve: {base_model} on {url} ({engine.device}, {engine.dtype})")
         out.print(f"  checkpoints: {folder}")
+        if named is not None:
+            out.print(f"  runs: {runs / 'runs'} ({len(named())} adapters now; new runs join)")
         if source == "generated":
             out.print(f"  API key (generated; set {KEY_ENV} to choose one): {key}")
         else:

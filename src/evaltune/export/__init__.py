@@ -10,7 +10,7 @@ Hugging Face and Ollama, ``manifest`` records it all. No torch here: the model w
 
 from evaltune.export.formats import FORMATS, GGUF_TYPES, CheckResult, ExportReport, export_model
 from evaltune.export.manifest import MANIFEST
-from evaltune.export.source import ExportSource, describe, resolve_source
+from evaltune.export.source import ExportSource, describe, resolve_source, run_adapters
 
 __all__ = [
     "FORMATS",
@@ -22,4 +22,5 @@ __all__ = [
     "describe",
     "export_model",
     "resolve_source",
+    "run_adapters",
 ]

@@ -260,3 +260,24 @@ def describe(source: ExportSource) -> str:
         where = f"run {source.run_id}" + (f", round {source.round}" if source.round else "")
         return f"{where} ({source.adapter})"
     return str(source.adapter)
+
+
+def run_adapters(workspace: Path) -> dict[str, Path]:
+    """The adapters of the finished runs under ``workspace/runs``, by name: ``<run-id>`` is a
+    run's best round, ``<run-id>/round-<k>`` each trained round (``evaltune serve --runs``).
+    Runs without a summary, or whose weights are not on this machine, are left out."""
+    found: dict[str, Path] = {}
+    for path in sorted((workspace / "runs").glob("*/summary.json")):
+        run = RunDir(path.parent)
+        try:
+            summary = run.read_json("summary.json")
+            for record in summary.get("rounds", []):
+                if record.get("checkpoint"):
+                    adapter = _checkpoint_folder(record["checkpoint"], run)
+                    found[f"{run.run_id}/round-{record['round']}"] = adapter
+            best = (summary.get("best") or {}).get("round")
+            if f"{run.run_id}/round-{best}" in found:
+                found[run.run_id] = found[f"{run.run_id}/round-{best}"]
+        except (OSError, ValueError, KeyError, TypeError, ConfigError):
+            continue  # a run being written, or one trained elsewhere: not servable here
+    return found

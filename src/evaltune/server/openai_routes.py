@@ -1,8 +1,9 @@
 """OpenAI-compatible ``/v1/models``, ``/v1/completions`` and ``/v1/chat/completions``.
 
 A model is chosen by name: the base model (as started, as ``--served-model-name``, or its
-local folder), or any saved adapter as ``<model_id>/<name>`` or its full ``tinker://`` path.
-``/v1/models`` lists the base model and every sampler checkpoint. Requests go through the
+local folder), any saved adapter as ``<model_id>/<name>`` or its full ``tinker://`` path, or,
+with ``evaltune serve --runs WORKSPACE``, a run's best round as ``<run-id>`` and each round as
+``<run-id>/round-<k>``. ``/v1/models`` lists them all. Requests go through the
 engine's sample batcher, so concurrent requests for one model decode together. Chat prompts
 use the tokenizer's own chat template; a model without one answers chat with a 400 that points
 to ``/v1/completions``. Returned text excludes the stop string that ended it, as OpenAI's does;
@@ -46,6 +47,10 @@ def openai_router(state: ServerState) -> APIRouter:
     def adapter(name: str) -> Path | None:
         if name in state.base_names():
             return None
+        named = state.named_adapters().get(name)
+        if named is not None:
+            state.check_adapter_base(named, f"model {name!r}")
+            return named
         try:
             folder = state.checkpoints.folder(name)
         except CheckpointError:
@@ -159,6 +164,16 @@ def openai_router(state: ServerState) -> APIRouter:
                 "root": state.base_model,
             }
         ]
+        for name, folder in state.named_adapters().items():
+            entries.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": int(folder.stat().st_mtime) if folder.exists() else 0,
+                    "owned_by": "evaltune",
+                    "root": state.base_model,
+                }
+            )
         for c in state.checkpoints.all_checkpoints():
             if c.checkpoint_type != "sampler":
                 continue

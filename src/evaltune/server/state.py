@@ -53,6 +53,9 @@ class ServerConfig:
     max_tokens: int | None = None  # per request; None: what fits the device (generations.py)
     max_pending: int = MAX_PENDING  # generations queued or running before a 429
     drain_s: float = 10.0  # after SIGTERM: how long running generations may finish
+    # More adapters by name (``evaltune serve --runs``: each finished run's rounds), asked
+    # again on every lookup, so runs that finish while the server is up are found too.
+    named_adapters: Callable[[], dict[str, Path]] | None = None
 
 
 @dataclass
@@ -109,6 +112,10 @@ class ServerState:
     @property
     def served_name(self) -> str:
         return self.config.served_model_name or self.config.base_model
+
+    def named_adapters(self) -> dict[str, Path]:
+        """The extra adapters the server was started with (``ServerConfig.named_adapters``)."""
+        return self.config.named_adapters() if self.config.named_adapters else {}
 
     def base_names(self) -> set[str]:
         """Every name that means the base model: as started, as served, its local folder, and
