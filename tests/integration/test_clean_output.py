@@ -1,7 +1,8 @@
 """A clean first run (issue 15): ``evaltune run`` prints evaltune's own lines and progress bars
 only, with no third-party warning or progress bar, along every path the demo takes: model load,
 the learning-rate probe, the pool with embedding similarity (a second model loads), training,
-sampling, checkpoint saves and the report."""
+sampling, checkpoint saves and the report; then ``evaltune export`` writing a merged model and a
+GGUF and reading each back."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+TQDM = re.compile(r"\d+%\|.*\||it/s\]|s/it\]")  # tqdm's bar, as transformers and hub draw it
 
 
 def test_a_run_prints_no_third_party_warning_or_progress_bar(
@@ -46,17 +49,25 @@ def test_a_run_prints_no_third_party_warning_or_progress_bar(
     }  # fmt: skip
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, "-m", "evaltune", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": ""},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    printed = done.stdout + done.stderr
+
+    def evaltune(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "evaltune", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": ""},
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        printed = done.stdout + done.stderr
+        lines = [line for line in re.split(r"[\r\n]", printed) if line.strip()]
+        assert [line for line in lines if "Warning" in line or "warn(" in line] == []
+        assert [line for line in lines if TQDM.search(line)] == []
+        return printed
+
+    printed = evaltune("run", str(path))
     assert "probe" in printed and "round 2" in printed  # the paths above did run
-    lines = [line for line in re.split(r"[\r\n]", printed) if line.strip()]
-    assert [line for line in lines if "Warning" in line or "warn(" in line] == []
-    tqdm = re.compile(r"\d+%\|.*\||it/s\]|s/it\]")  # tqdm's bar, as transformers and hub draw it
-    assert [line for line in lines if tqdm.search(line)] == []
+    (run,) = (tmp_path / "ws" / "runs").iterdir()
+    for kind in ("merged", "gguf"):  # writing a model, and reading a GGUF back
+        out = str(tmp_path / kind)
+        assert "self-check" in evaltune("export", str(run), "--format", kind, "--out", out)

