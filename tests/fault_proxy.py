@@ -5,9 +5,11 @@ those for which ``plan(n, method, path)`` (``n`` counts requests from 1) returns
 
 - ``"503"``: answer 503 Service Unavailable, without forwarding (the server never sees it);
 - ``"reset"``: drop the connection with a TCP reset, without forwarding or answering;
+- ``"lost"``: forward it, then drop the connection with a reset instead of answering (the
+  server did the work; the client never hears of it);
 - any other status (``"401"``, ``"404"`` …): answer that status with an OpenAI-style error body.
 
-Faults happen before forwarding, so a client that retries does not repeat work the server did.
+Other faults happen before forwarding, so a client that retries repeats no work the server did.
 ``injected`` lists the faults sent, as ``(n, fault, path)``.
 """
 
@@ -51,7 +53,9 @@ class FaultProxy:
                 fault = proxy.plan(n, self.command, self.path)
                 if fault is not None:
                     proxy.injected.append((n, fault, self.path))
-                if fault == "reset":
+                if fault == "lost":
+                    proxy._forward(self, body)
+                if fault in ("reset", "lost"):
                     linger = struct.pack("ii", 1, 0)  # close with RST, not FIN
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                     self.close_connection = True
@@ -61,10 +65,7 @@ class FaultProxy:
                     data = json.dumps({"error": {"message": f"injected {status}"}}).encode()
                     self._send(status, {"content-type": "application/json"}, data)
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
-                response = proxy._client.request(
-                    self.command, proxy.upstream + self.path, headers=headers, content=body
-                )
+                response = proxy._forward(self, body)
                 kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP}
                 self._send(response.status_code, kept, response.content)
 
@@ -81,6 +82,12 @@ class FaultProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> httpx.Response:
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP}
+        return self._client.request(
+            handler.command, self.upstream + handler.path, headers=headers, content=body
+        )
 
     @property
     def base_url(self) -> str:

@@ -1,7 +1,7 @@
 """Faults (issue 12, item 5), each injected for real on 127.0.0.1 or by the operating system:
 
-- transient backend errors (503s and TCP resets from a proxy in front of ``evaltune serve``)
-  are retried, reported, and change nothing in the run;
+- transient backend errors (503s and TCP resets from a proxy in front of ``evaltune serve``,
+  and answers lost after the server did the work) are retried, reported, and change nothing;
 - a permanent one (the key refused mid-run) stops the run with one line, marked ``failed``,
   and ``resume`` then finishes it as if nothing had happened;
 - a file the kernel refuses to grow (``RLIMIT_FSIZE``: writes fail as on a full disk) and a
@@ -135,7 +135,13 @@ def test_transient_backend_errors_are_retried_reported_and_change_nothing(
         config = _tinker_config(tmp_path, tiny_model_dir, clean.base_url, server.key_env, "ref")
         reference = run_loop(load_config(config)).path
 
+    calls: dict[str, int] = {}
+
     def plan(n: int, method: str, path: str) -> str | None:
+        route = path.rsplit("/", 1)[-1]
+        calls[route] = calls.get(route, 0) + 1
+        if route in ("forward_backward", "optim_step") and calls[route] in (2, 5):
+            return "lost"  # done by the server, the answer lost: the SDK sends it again
         if method != "POST" or n % 6:
             return None  # every 6th request; its retry (the next number) goes through
         return "503" if (n // 6) % 2 else "reset"
@@ -145,8 +151,10 @@ def test_transient_backend_errors_are_retried_reported_and_change_nothing(
         said = _Messages()
         run = run_loop(load_config(config), said).path
     faults = [fault for _, fault, _ in flaky.injected]
-    assert faults.count("503") >= 3 and faults.count("reset") >= 3
-    assert _trace(run) == _trace(reference)  # nothing repeated, nothing lost
+    assert faults.count("503") >= 3 and faults.count("reset") >= 3 and faults.count("lost") == 4
+    # Nothing repeated, nothing lost: a re-sent forward_backward or optim_step (same seq_id)
+    # gets the first one's result instead of a second gradient or Adam step.
+    assert _trace(run) == _trace(reference)
     retried = _retries(run)
     assert set(retried) == {"tinker: HTTP 503", "tinker: connection error"}
     assert retried["tinker: HTTP 503"] == faults.count("503")
@@ -154,7 +162,7 @@ def test_transient_backend_errors_are_retried_reported_and_change_nothing(
     # is found dead on its next use), so at least one each; the clean run saw no 503. (Its
     # count may hold connection errors of other tests' SDK clients, whose heartbeats go on
     # after their servers stopped: the count is per process.)
-    assert retried["tinker: connection error"] >= faults.count("reset")
+    assert retried["tinker: connection error"] >= faults.count("reset") + faults.count("lost")
     assert "tinker: HTTP 503" not in _retries(reference)
     assert any(line.startswith("backend: ") and "retried" in line for line in said.lines)
 

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ __all__ = ["SamplerSession", "ServerConfig", "ServerState", "Session", "Training
 
 T = TypeVar("T")
 SESSION_IDLE_S = 900.0
+
+
+SEEN_REQUESTS = 256  # per training model: how far back a re-sent request is recognised
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,25 @@ class TrainingModel:
     slot: str | None = None  # set on the worker once the adapter exists
     failed: str | None = None
     snapshots: itertools.count = field(default_factory=itertools.count)
+    # The replies to the last requests by the SDK's ``seq_id``: a request the SDK sends again
+    # (its reply was lost to a reset or a timeout) gets the first one's future, not a second
+    # forward_backward or Adam step.
+    submitted: OrderedDict[tuple[str, int], dict[str, str]] = field(default_factory=OrderedDict)
+
+    def once(
+        self, kind: str, seq_id: int | None, submit: Callable[[], dict[str, str]]
+    ) -> dict[str, str]:
+        """``submit()``, unless this ``kind`` of request with this ``seq_id`` was submitted
+        already: then its reply again."""
+        if seq_id is None:
+            return submit()
+        key = (kind, seq_id)
+        if key in self.submitted:
+            return self.submitted[key]
+        reply = self.submitted[key] = submit()
+        while len(self.submitted) > SEEN_REQUESTS:
+            self.submitted.popitem(last=False)
+        return reply
 
     def require_slot(self) -> str:
         """The slot, on the worker; a clear error if creating or loading it failed."""

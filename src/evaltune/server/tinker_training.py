@@ -106,7 +106,7 @@ def training_router(state: ServerState) -> APIRouter:
                 slot, req.items, req.loss_fn, req.loss_fn_config, not req.forward_only
             )
 
-        return state.submit(run, encode_forward_output)
+        return model.once("forward", req.seq_id, lambda: state.submit(run, encode_forward_output))
 
     @router.post("/optim_step")
     async def optim_step(request: Request) -> dict:
@@ -118,7 +118,7 @@ def training_router(state: ServerState) -> APIRouter:
             metrics = engine.optim_step(model.require_slot(), adam)
             return _dump(types.OptimStepResponse(metrics=metrics))
 
-        return state.submit(run, lambda r: r)
+        return model.once("optim_step", req.seq_id, lambda: state.submit(run, lambda r: r))
 
     @router.post("/save_weights")
     async def save_weights(request: Request) -> dict:

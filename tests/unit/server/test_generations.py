@@ -135,9 +135,6 @@ CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "max_t
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_disconnected_completion_stops_its_generation(live: Live, stream: bool) -> None:
     body = {**COMPLETION, "stream": stream}
-    grabbed: list = []
-    watcher = threading.Thread(target=lambda: grabbed.append(live.only_generation()))
-    watcher.start()
     if stream:  # read the first event (it is generating), then hang up mid-stream
         with (
             httpx.Client(base_url=live.base_url, headers=H, timeout=HANG_S) as client,
@@ -145,9 +142,13 @@ def test_a_disconnected_completion_stops_its_generation(live: Live, stream: bool
         ):
             assert response.status_code == 200
             assert next(response.iter_lines()).startswith("data: ")
-            watcher.join(HANG_S)  # it has seen the generation in flight: now hang up
-    else:
-        abandon(lambda c: c.post("/v1/completions", json=body), live)
+            ticket = live.only_generation()  # tokens are arriving: it is in flight
+        assert_stopped_early_and_serving(live, ticket)
+        return
+    grabbed: list = []
+    watcher = threading.Thread(target=lambda: grabbed.append(live.only_generation()))
+    watcher.start()
+    abandon(lambda c: c.post("/v1/completions", json=body), live)
     watcher.join(HANG_S)
     assert_stopped_early_and_serving(live, grabbed[0])
 
