@@ -37,6 +37,7 @@ from evaltune.engine.forward import ForwardItem, ForwardResult, run_forward, seq
 from evaltune.engine.models import load_tokenizer, quiet_loading, resolve_model
 from evaltune.engine.sampling import Sampled, SampleSpec, sample_batch
 from evaltune.errors import EngineError
+from evaltune.files import write_bytes_atomic
 
 __all__ = [
     "AdamConfig",
@@ -253,7 +254,7 @@ class Engine:
         lora.save_adapter(self.model, slot, folder)
         buffer = io.BytesIO()
         torch.save(state.optimizer.state_dict(), buffer)
-        lora.write_bytes_atomic(folder / OPTIMIZER_FILE, buffer.getvalue())
+        write_bytes_atomic(folder / OPTIMIZER_FILE, buffer.getvalue())  # see lora.save_adapter
         self._write_meta(folder, "state", state)
 
     def save_sampler(self, slot: str, folder: Path) -> None:

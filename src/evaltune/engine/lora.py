@@ -12,7 +12,6 @@ Tinker's three switches map onto module families: ``train_attn`` → the attenti
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save
 
 from evaltune.errors import EngineError
+from evaltune.files import write_bytes_atomic
 
 __all__ = [
     "LORA_ALPHA",
@@ -151,25 +151,6 @@ def adapter_parameters(model: PeftModel, name: str) -> dict[str, torch.nn.Parame
     return dict(sorted(params.items()))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a temp file and a rename. Serialising to memory first and
-    writing with Python's own I/O turns a full disk or a read-only folder into an ``OSError``
-    with its errno and file name (safetensors and ``torch.save`` report them as opaque
-    ``SafetensorError``/``RuntimeError`` text)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the target, not the temp
-        raise
-
-
 def save_adapter(model: PeftModel, name: str, folder: Path) -> None:
     """Write slot ``name`` as a PEFT adapter folder (atomic per file)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -177,6 +158,8 @@ def save_adapter(model: PeftModel, name: str, folder: Path) -> None:
     # (base, unchanged) embedding matrix into every adapter file, 670 MB for Gemma 3 270M.
     state = get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    # Serialised in memory, written with Python's own I/O: a full disk is then an OSError
+    # naming the file (safetensors would report it as an opaque SafetensorError).
     write_bytes_atomic(folder / ADAPTER_WEIGHTS, save(tensors, metadata={"format": "pt"}))
     config = model.peft_config[name]
     config.save_pretrained(str(folder))

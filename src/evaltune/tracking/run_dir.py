@@ -30,31 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from evaltune.errors import EvaltuneError
+from evaltune.files import write_bytes_atomic
 
 __all__ = ["RunDir", "json_text", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a temp file and a rename; a refused write (a full disk, a
-    read-only folder) is an ``OSError`` that names ``path``, and the old file stays."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the target, not the temp
-        raise
+    """``text`` into ``path`` atomically (``evaltune.files``): the old file or the new one."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def json_text(data: Any) -> str:
