@@ -117,23 +117,27 @@ class _Messages:
 
 
 def _tinker_config(tmp: Path, model: Path, base_url: str, key_env: str, name: str) -> Path:
-    config = _config(
+    return _config(
         tmp / name,
         model,
         tmp / name / "ws",
         backend="tinker",
         tinker={"base_url": base_url, "api_key_env": key_env},
     )
-    return config
+
+
+def _clean_run(tmp: Path, model: Path, server: Any) -> Path:
+    """The reference: the same run on the Tinker backend through a proxy that injects nothing."""
+    with FaultProxy(server.base_url, lambda n, method, path: None) as clean:
+        config = _tinker_config(tmp, model, clean.base_url, server.key_env, "ref")
+        return run_loop(load_config(config)).path
 
 
 def test_transient_backend_errors_are_retried_reported_and_change_nothing(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     server = serve_once(tiny_model_dir)
-    with FaultProxy(server.base_url, lambda n, method, path: None) as clean:
-        config = _tinker_config(tmp_path, tiny_model_dir, clean.base_url, server.key_env, "ref")
-        reference = run_loop(load_config(config)).path
+    reference = _clean_run(tmp_path, tiny_model_dir, server)
 
     calls: dict[str, int] = {}
 
@@ -171,9 +175,7 @@ def test_a_permanent_backend_error_stops_cleanly_and_the_run_resumes(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     server = serve_once(tiny_model_dir)
-    with FaultProxy(server.base_url, lambda n, method, path: None) as clean:
-        config = _tinker_config(tmp_path, tiny_model_dir, clean.base_url, server.key_env, "ref")
-        reference = run_loop(load_config(config)).path
+    reference = _clean_run(tmp_path, tiny_model_dir, server)
     refused = {"on": False}
 
     def plan(n: int, method: str, path: str) -> str | None:
