@@ -240,15 +240,16 @@ class TrainingConfig(_Section):
     steps_per_round: Annotated[int, Field(ge=1, le=STEPS_MAX)] | Literal["auto"] = Field(
         "auto",
         description='Optimizer steps in each round, or `"auto"`: steps follow the round\'s data, '
-        "`passes` over it (new examples plus replay), at least `min_steps` and at most "
+        "`passes` over its new examples and one over its replayed ones (a round with nothing "
+        "new: `passes` over the replay), at least `min_steps` and at most "
         "`loop.max_steps_per_round`.",
     )
     passes: float = Field(
-        2.0,
+        1.0,
         gt=0,
         le=20,
-        description='`steps_per_round: "auto"`: passes over each round\'s data (new examples '
-        "and replay).",
+        description='`steps_per_round: "auto"`: passes over each round\'s new examples (one '
+        "pass over more new examples teaches more per token than several over fewer).",
     )
     min_steps: int = Field(
         4, ge=1, le=STEPS_MAX, description='`steps_per_round: "auto"`: fewest steps a round.'

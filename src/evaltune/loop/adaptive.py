@@ -2,14 +2,16 @@
 
 A round's data is its *new* examples plus *replay* of earlier ones:
 
-1. the bandit (``loop/allocate.py``) turns the evidence into a status and a weight per tag and
-   splits the budget (a ceiling) across the tags that can still gain;
+1. the bandit (``loop/allocate.py``) turns the evidence into a status and a learning rate per
+   tag, funds the tags that can still gain (successive elimination) and splits the budget (a
+   ceiling) among them by what their next example is worth;
 2. within a tag, the unused pool examples closest to the tag's failed eval prompts come first;
    a tag with budget but an empty pool asks the synthesiser, when one is configured;
 3. replay protects what was learned: ``replay × new`` earlier examples (at least enough for
    ``min_examples`` in all), tags that regressed first, then learned (ceiling) and responsive
    ones, stalled ones last (a stalled tag gets no new examples, but what it was taught is not
-   dropped: a slow learner keeps its chance, and nothing is forgotten on purpose);
+   dropped: a slow learner keeps its chance, and nothing is forgotten on purpose); every
+   example of a responsive tag whose own examples are not fitted yet comes on top;
 4. with nothing new to add, the round replays everything, so the caller can decide whether
    more passes over old data are worth it.
 
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from evaltune.data import Example
-from evaltune.loop.allocate import ALL, TagState, allocate_budget, tag_states
+from evaltune.loop.allocate import ALL, TagState, allocate_budget, tag_states, with_pending
 from evaltune.loop.analysis import text_vectors
 
 __all__ = ["RoundData", "plan_round_data", "tag_train_loss", "trained_by_round"]
@@ -168,8 +170,9 @@ def _replay(
     inferred: Mapping[str, str],
 ) -> list[str]:
     """``n`` earlier examples (all when ``n`` is None), by priority, plus every example of an
-    under-fitted tag on top: those need more passes, but they must not crowd out the replay
-    that keeps learned tags learned."""
+    under-fitted responsive tag on top: it is learning and its examples need more passes, but
+    they must not crowd out the replay that keeps learned tags learned. (An under-fitted tag
+    that has not moved gets no extra passes: it may be one the model cannot learn.)"""
 
     def priority(tags: list[TagState]) -> int:
         if not tags:
@@ -183,7 +186,8 @@ def _replay(
     keyed = []
     for k in dict.fromkeys(trained):
         tags = [states[t] for t in tags_of(k, examples, states, inferred)]
-        keyed.append((priority(tags), rng.random(), k, any(s.underfit for s in tags)))
+        more = any(s.underfit and s.status == "responsive" for s in tags)
+        keyed.append((priority(tags), rng.random(), k, more))
     keyed.sort()
     if n is None:
         return [k for _, _, k, _ in keyed]
@@ -199,7 +203,6 @@ def plan_round_data(
     trained: Sequence[str],
     available: Sequence[str],
     failed_by_tag: Mapping[str, Sequence[str]],
-    threshold: float | None,
     budget: int,
     replay: float,
     stall_rounds: int,
@@ -222,7 +225,6 @@ def plan_round_data(
         rounds,
         suites,
         trained_by_round(rounds),
-        threshold=threshold,
         stall_rounds=stall_rounds,
         explore=explore,
         frozen=frozen,
@@ -233,7 +235,7 @@ def plan_round_data(
     # The seed set counts as examples for its tags before round 1 trains on it.
     seeded = _count_tags(first, examples, states, inferred)
     states = {
-        t: _seeded(s, seeded[t]) if t in seeded and s.status == "untried" else s
+        t: with_pending(s, seeded[t]) if t in seeded and s.status == "untried" else s
         for t, s in states.items()
     }
     by_tag: dict[str, list[tuple[str, Example]]] = {t: [] for t in states}
@@ -274,8 +276,3 @@ def plan_round_data(
         states={t: s.to_dict() for t, s in states.items()},
         generated=generated,
     )
-
-
-def _seeded(state: TagState, count: int) -> TagState:
-    note = "the seed set covers it"
-    return replace(state, status="trying", weight=state.weight * 0.5, trained=count, note=note)

@@ -1,60 +1,77 @@
 """Where the next round's data budget goes: a bandit over tags, read in one module.
 
-After every evaluation each tag of the target suites gets a *status* from its evidence, and
-the next round's budget (``selection.budget``, a ceiling, not a quota) is split by weight:
+Each tag of the target suites is modelled by a learning curve: every training example of the
+tag closes a fraction ``rate`` of the gap between its accuracy and 1,
+``accuracy(m) = 1 − (1 − before)·exp(−rate·m)``. After every evaluation the rate is estimated
+from the tag's own evidence, *optimistically*: from the upper end (one standard error, Wilson)
+of its best accuracy since its first examples, so a tag measured on a few items is not written
+off by one unlucky round, while a tag that took many examples without moving gets a rate that
+falls with every example it took. A tag with no examples yet gets ``PRIOR_RATE × explore``.
 
-- ``untried``: no training example of the tag yet. Weight ``headroom × explore``: every tag
-  gets an exploration share before anything is known about it.
+The *weight* of a tag is the accuracy its next example is expected to add,
+``(1 − accuracy)·exp(−rate·pending)·(1 − exp(−rate))`` (``pending``: examples already on
+their way, the seed set before round 1). The budget (``selection.budget``) is a ceiling, not a
+quota: only tags whose weight is at least ``FUND_FLOOR`` × the best tag's are funded, and the
+examples go one at a time to the funded tag whose next example is worth most (returns
+diminish as a tag takes more), so a fast learner takes its pool at once and a tag that took
+examples without moving gets nothing while better ones exist.
+
+Statuses say why, for the report and the replay order:
+
+- ``untried``: no training example of the tag yet (the prior rate: exploration).
 - ``trying``: it has examples, but fewer than ``stall_rounds`` evaluated rounds since its first
-  ones, and no significant gain yet. Weight ``headroom``.
-- ``responsive``: its accuracy rose significantly over its accuracy before its first
-  examples (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %). Weight
-  ``headroom × (1 + gain / se)``, capped at 3 × headroom: the clearer the response, the more
-  budget.
+  ones, and no significant gain yet.
+- ``responsive``: its accuracy rose significantly over its accuracy before its first examples
+  (a one-sided two-proportion test at ``z``, 1.64 by default: 95 %).
 - ``stalled``: it took examples for ``stall_rounds`` evaluated rounds and did not move although
   its own examples are fitted (their mean training loss at most ``fitted_loss``). Weight 0 (its
   examples are still replayed, last); reported as needing a different intervention (a larger
   model, another format, more capacity), and it stays stalled until something else changes (a
   new rank or method). A tag whose own training loss is still above ``fitted_loss`` has not
   been learned yet, so no gain says nothing about it: it stays ``trying`` (flagged
-  ``underfit``, its examples replayed first) for up to ``2 × stall_rounds`` rounds.
-- ``ceiling``: accuracy is 1, or its Wilson lower bound is at the suite's threshold. Weight 0;
-  its examples are replayed so it stays learned.
+  ``underfit``) for up to ``2 × stall_rounds`` rounds.
+- ``ceiling``: accuracy 1: nothing left to gain. Weight 0; its examples are replayed so it stays
+  learned.
 - ``regressed`` is a flag on top of a status: accuracy fell below the tag's best by more than
   noise band (``band`` standard errors, 1 by default); its examples are replayed first.
 - ``underfit`` is a flag too: the tag has examples, is neither at its ceiling nor stalled, and
   the last round's mean training loss on them (``train.per_tag_loss``) is above
-  ``fitted_loss``: every one of its examples is replayed, on top of the usual replay.
+  ``fitted_loss``; a responsive one has every example replayed, on top of the usual replay.
 
-``headroom`` is ``1 − accuracy``. A tag whose pool is empty gets no budget unless a
-synthesiser writes examples for it. A target suite whose items carry no tags is one tag,
-``ALL``. Everything here is a pure function of round records and
-counts, so each reaction is testable on a hand-built history.
+A tag whose pool is empty gets no budget unless a synthesiser writes examples for it. A target
+suite whose items carry no tags is one tag, ``ALL``. Everything here is a pure function of
+round records and counts, so each reaction is testable on a hand-built history.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from evaltune.evals import wilson_interval
 
 __all__ = [
     "ALL",
+    "PRIOR_RATE",
     "STATUSES",
     "TagState",
     "allocate_budget",
+    "gap_rate",
     "last_train_loss",
+    "marginal_gain",
     "tag_counts",
     "tag_states",
     "two_proportion_z",
+    "with_pending",
 ]
 
 STATUSES = ("untried", "trying", "responsive", "stalled", "ceiling")
 ALL = "(all)"  # the one tag of a suite whose items carry none
 Round = dict[str, Any]
+PRIOR_RATE = 0.1  # before any evidence: each example closes a tenth of the gap
+BOUND_Z = 1.0  # rates are read from the best accuracy's bounds at one standard error
 
 
 @dataclass(frozen=True)
@@ -74,9 +91,39 @@ class TagState:
     note: str = ""
     train_loss: float | None = None  # last round's mean training loss on its examples
     underfit: bool = False  # that loss is above ``fitted_loss``: not learned yet
+    rate: float = 0.0  # optimistic share of the remaining gap one more example closes
+    rate_low: float = 0.0  # pessimistic share (0 without evidence of its own)
+    pending: int = 0  # examples of it already planned and not yet evaluated (the seed set)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def gap_rate(before: float, after: float, examples: int) -> float:
+    """The rate of ``accuracy(m) = 1 − (1 − before)·exp(−rate·m)`` through ``after`` at
+    ``examples``: ``−ln((1 − after) / (1 − before)) / examples``, 0 when it did not rise."""
+    if examples <= 0 or after <= before or before >= 1.0:
+        return 0.0
+    return -math.log((1.0 - after) / (1.0 - before)) / examples
+
+
+def marginal_gain(state: TagState, taken: int = 0, *, low: bool = False) -> float:
+    """Accuracy the tag's next example is expected to add after ``taken`` more this round, at
+    its optimistic rate (``low``: at its pessimistic one)."""
+    rate = state.rate_low if low else state.rate
+    if state.status in ("stalled", "ceiling") or rate <= 0:
+        return 0.0
+    decay = math.exp(-rate * (state.pending + taken))
+    return (1.0 - state.accuracy) * decay * (1.0 - math.exp(-rate))
+
+
+def with_pending(state: TagState, count: int) -> TagState:
+    """An untried tag with ``count`` examples already planned (the seed set before round 1):
+    its next example is worth less by the curve, and it counts as ``trying``."""
+    state = replace(
+        state, status="trying", trained=count, pending=count, note="the seed set covers it"
+    )
+    return replace(state, weight=marginal_gain(state))
 
 
 def two_proportion_z(p1: float, n1: int, p2: float, n2: int) -> float:
@@ -112,7 +159,6 @@ def tag_states(
     suites: Sequence[str],
     trained_by_round: Mapping[int, Mapping[str, int]],
     *,
-    threshold: float | None,
     stall_rounds: int = 2,
     z: float = 1.64,
     band: float = 1.0,
@@ -146,6 +192,7 @@ def tag_states(
         regressed = two_proportion_z(best, best_n, acc, n) < -band and acc < best
         before = gain = zscore = None
         rounds_since = 0
+        rate, rate_low = PRIOR_RATE * explore, 0.0
         if first is not None:
             prior = [(k, c) for k, c in history if k < first]
             since = [(k, c) for k, c in history if k >= first]
@@ -156,27 +203,29 @@ def tag_states(
                 bc, bn = max((c for _, c in since), key=lambda c: c[0] / c[1])
                 gain = bc / bn - before
                 zscore = two_proportion_z(before, pn, bc / bn, bn)
-        headroom = 1.0 - acc
+                # the best accuracy's bounds, below 1 (a perfect score on n items is not an
+                # infinitely fast learner)
+                bounds = wilson_interval(bc, bn, z=BOUND_Z)
+                rate = gap_rate(before, min(bounds[1], 1.0 - 0.5 / bn), trained)
+                rate_low = gap_rate(before, min(bounds[0], 1.0 - 0.5 / bn), trained)
         loss = losses.get(tag) if first is not None else None
         unfitted = fitted_loss is not None and loss is not None and loss > fitted_loss
-        at_ceiling = acc >= 1.0 or (threshold is not None and low >= threshold)
-        if at_ceiling:
-            status, weight, note = "ceiling", 0.0, "learned: replay only"
+        if acc >= 1.0:
+            status, note = "ceiling", "learned: replay only"
         elif tag in frozen:
-            status, weight, note = "stalled", 0.0, "stalled earlier; nothing has changed since"
+            status, note = "stalled", "stalled earlier; nothing has changed since"
         elif first is None:
-            status, weight, note = "untried", headroom * explore, "no examples yet: explore"
+            status, note = "untried", "no examples yet: explore"
         elif zscore is not None and zscore >= z and (gain or 0.0) > 0:
-            weight = min(headroom * (1.0 + zscore), 3.0 * headroom)
             status, note = "responsive", f"rose {gain:+.2f} ({zscore:.1f} se)"
         elif rounds_since >= stall_rounds and unfitted and rounds_since < 2 * stall_rounds:
-            status, weight = "trying", headroom
+            status = "trying"
             note = (
                 f"no gain yet, but its own training loss is {loss:.2f} (> {fitted_loss:g}): "
                 "under-fitted, not stalled: more passes over its examples"
             )
         elif rounds_since >= stall_rounds:
-            status, weight = "stalled", 0.0
+            status = "stalled"
             note = (
                 f"{trained} examples over {rounds_since} rounds did not move it"
                 + (f" (training loss {loss:.2f})" if loss is not None else "")
@@ -184,9 +233,9 @@ def tag_states(
                 "capacity)"
             )
         else:
-            status, weight, note = "trying", headroom, "too early to tell"
+            status, note = "trying", "too early to tell"
         underfit = unfitted and status in ("trying", "responsive")
-        states[tag] = TagState(
+        state = TagState(
             tag,
             status,
             acc,
@@ -198,11 +247,14 @@ def tag_states(
             gain,
             zscore,
             regressed,
-            weight,
+            0.0,
             note,
             train_loss=loss,
             underfit=underfit,
+            rate=rate,
+            rate_low=rate_low,
         )
+        states[tag] = replace(state, weight=marginal_gain(state))
     return states
 
 
@@ -218,26 +270,21 @@ def last_train_loss(rounds: Sequence[Round]) -> dict[str, float]:
 def allocate_budget(
     states: Mapping[str, TagState], available: Mapping[str, int], budget: int
 ) -> dict[str, int]:
-    """Examples per tag for the next round: ``budget`` split by weight (largest remainders),
-    each capped by what ``available`` has; what a capped tag cannot use goes to the others."""
-    quota = {t: 0 for t in states}
-    left = budget
-    open_tags = {t for t, s in states.items() if s.weight > 0 and available.get(t, 0) > 0}
-    while left > 0 and open_tags:
-        total = sum(states[t].weight for t in open_tags)
-        shares = {t: left * states[t].weight / total for t in open_tags}
-        give = {t: min(math.floor(shares[t]), available[t] - quota[t]) for t in open_tags}
-        rest = left - sum(give.values())
-        for t in sorted(open_tags, key=lambda t: (-(shares[t] - math.floor(shares[t])), t)):
-            if rest <= 0:
-                break
-            if give[t] < available[t] - quota[t]:
-                give[t] += 1
-                rest -= 1
-        if not any(give.values()):
+    """Examples per tag for the next round, at most ``budget`` and what ``available`` has.
+
+    Successive elimination: a tag with evidence of its own is funded unless even its
+    optimistic next example is worth less than the pessimistic next example of the best tag
+    (among all tags, also those with nothing left to take); a tag without any (untried, or
+    only the seed set so far) is always funded: exploration. Each example then goes to the
+    funded tag whose next one is worth most, at the optimistic rate, with returns diminishing
+    as a tag takes more (ties: the tag first in name order)."""
+    sure = max((marginal_gain(s, low=True) for s in states.values()), default=0.0)
+    funded = {t for t, s in states.items() if s.weight > 0 and (s.gain is None or s.weight >= sure)}
+    quota = {t: 0 for t in funded}
+    for _ in range(budget):
+        open_tags = [t for t in sorted(funded) if quota[t] < available.get(t, 0)]
+        if not open_tags:
             break
-        for t, g in give.items():
-            quota[t] += g
-            left -= g
-        open_tags = {t for t in open_tags if quota[t] < available[t]}
+        pick = max(open_tags, key=lambda t: marginal_gain(states[t], quota[t]))
+        quota[pick] += 1
     return {t: q for t, q in quota.items() if q}

@@ -246,14 +246,21 @@ class _Loop:
             self.state.plan = asdict(Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank))
         return Plan(**self.state.plan)
 
-    def _steps(self, plan: Plan, n: int) -> int:
+    def _steps(self, plan: Plan, n: int, replay: int = 0) -> int:
         """A fixed ``steps_per_round`` (or what a policy made of it), or steps that follow the
-        round's data: ``passes`` over its ``n`` examples, within [min_steps, max]."""
+        round's data: ``passes`` over its ``n`` new examples and one over its ``replay``
+        earlier ones, within [min_steps, max]."""
         t = self.cfg.training
         if t.steps_per_round != "auto":
             return plan.steps
         return steps_for_data(
-            n, t.batch_size, t.grad_accum, t.passes, t.min_steps, self.cfg.loop.max_steps_per_round
+            n,
+            t.batch_size,
+            t.grad_accum,
+            t.passes,
+            t.min_steps,
+            self.cfg.loop.max_steps_per_round,
+            replay=replay,
         )
 
     def train(self, k: int) -> dict[str, Any]:
@@ -263,11 +270,15 @@ class _Loop:
             keys = data["new"] + data["replay"]
             datums = self.ctx.render([self.examples[key] for key in keys])
             added = [key for key in data["new"] if not key.startswith("seed:")]
+            # passes over what is new, one over the replay; a round with nothing new
+            # (consolidation) takes its passes over the replay
+            n_new, n_replay = len(data["new"]), len(data["replay"])
+            steps = self._steps(plan, n_new, n_replay) if n_new else self._steps(plan, n_replay)
         else:
             added_ex = [self.pool[i] for i in self.state.selected_ids if i in self.pool]
             datums = self.ctx.train + self.ctx.render(added_ex)
             added = [e.id for e in added_ex]
-        steps = self._steps(plan, len(datums))
+            steps = self._steps(plan, len(datums))
         plan = Plan(plan.lr, steps, plan.rank, plan.restart_from, plan.fresh_adapter)
         seed = t.seed * 1000 + k
         self.rep.message(
@@ -607,8 +618,6 @@ class _Loop:
         sel = self.cfg.loop.selection
         trained = set(self.state.trained)
         available = [i for i in self.pool if i not in trained]
-        targets = {s.name for s in self._target_suites()}
-        thresholds = [r.threshold for r in self.ctx.rules if r.name in targets and r.threshold]
         rank = self._plan().rank
         frozen = frozenset(t for t, r in self.state.stalled.items() if r == rank)
         data = plan_round_data(
@@ -618,7 +627,6 @@ class _Loop:
             trained=self.state.trained,
             available=available,
             failed_by_tag=self._failed_by_tag(k),
-            threshold=max(thresholds) if thresholds else None,
             budget=sel.budget,
             replay=sel.replay,
             stall_rounds=sel.stall_rounds,
@@ -698,11 +706,15 @@ class _Loop:
         if new_pool == 0 and not plan.fresh_adapter:
             # Nothing new to add: consolidation rounds (more passes over everything not
             # stalled) go on until the plateau rule stops them, unless the data is memorised.
+            # ... but a tag that can still gain whose own examples are not fitted yet
+            # (``underfit``) is not memorised, whatever the batch loss says: more passes
+            # over its examples are what it needs.
             loss = (record.get("train") or {}).get("final_loss")
             memorised = loss is not None and loss < self.cfg.loop.overfit_loss
+            learning = [t for t, st in data.states.items() if st.get("underfit")]
             improved = (record.get("vs_best") or {}).get("verdict") == "better"
             why = None
-            if memorised and not improved:
+            if memorised and not improved and not learning:
                 why, reason = f"its training loss is {loss:.3g}: memorised", "memorised"
             elif not data.replay:
                 why, reason = "nothing is left to replay", "no_new_data"

@@ -156,6 +156,16 @@ def _probe_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rates(st: dict[str, Any]) -> str:
+    """A tag's sure–optimistic gap closed per example; the prior for a tag without evidence
+    (state files written before the rates existed have neither)."""
+    if "rate" not in st:
+        return "–"
+    if st.get("gain") is None:
+        return f"{st['rate']:.1%} (prior)"
+    return f"{st.get('rate_low', 0.0):.1%}–{st['rate']:.1%}"
+
+
 def _tag_section(summary: dict[str, Any]) -> list[str]:
     """The adaptive strategy's view of each tag after each evaluation (``loop/allocate.py``)."""
     picks = [rd for rd in summary["rounds"] if (rd.get("selection") or {}).get("states")]
@@ -170,7 +180,12 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
         "learned (replayed only), `trying` is too early to tell, `untried` has no examples "
         "yet. Accuracy with its 95 % Wilson interval; `regressed` fell below its best by more "
         "than the noise band; `underfit`: the mean training loss on its own examples (train "
-        "loss) is still above `fitted_loss`, so all of them are replayed.",
+        "loss) is still above `fitted_loss` (a responsive one has all of them replayed). "
+        "`gap closed per example`: the share of the distance to accuracy 1 each example of "
+        "the tag closed, read from its learning curve at the two ends (one standard error) of "
+        "its best accuracy: the sure and the optimistic rate. A tag whose optimistic rate is "
+        "worth less than the best tag's sure one gets no new examples (successive elimination; "
+        "see docs/how-the-loop-decides.md).",
     ]
     for rd in picks:
         sel = rd["selection"]
@@ -180,9 +195,9 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
             f"After {label} (next round: {sum(sel['quotas'].values())} new examples, "
             f"{sel.get('replay', 0)} replayed):",
             "",
-            "| tag | accuracy | status | trained | train loss | gain since its data | next round "
-            "| note |",
-            "|---|---|---|---|---|---|---|---|",
+            "| tag | accuracy | status | trained | train loss | gain since its data "
+            "| gap closed per example | next round | note |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for tag, st in sorted(sel["states"].items()):
             gain = "–" if st["gain"] is None else f"{st['gain']:+.2f} ({st['z']:.1f} se)"
@@ -191,8 +206,8 @@ def _tag_section(summary: dict[str, Any]) -> list[str]:
             loss = "–" if st.get("train_loss") is None else f"{st['train_loss']:.3f}"
             lines.append(
                 f"| {tag} | {st['accuracy']:.2f} [{st['ci_low']:.2f}, {st['ci_high']:.2f}] | "
-                f"{status} | {st['trained']} | {loss} | {gain} | +{sel['quotas'].get(tag, 0)} | "
-                f"{st['note']} |"
+                f"{status} | {st['trained']} | {loss} | {gain} | {_rates(st)} | "
+                f"+{sel['quotas'].get(tag, 0)} | {st['note']} |"
             )
         syn = sel.get("synthesis")
         if syn:

@@ -47,9 +47,16 @@ def lr_at(
 
 
 def steps_for_data(
-    n: int, batch_size: int, grad_accum: int, passes: float, min_steps: int, max_steps: int
+    n: int,
+    batch_size: int,
+    grad_accum: int,
+    passes: float,
+    min_steps: int,
+    max_steps: int,
+    replay: int = 0,
 ) -> int:
-    """Optimizer steps for ``passes`` over ``n`` examples, within ``[min_steps, max_steps]``:
-    what ``steps_per_round: auto`` trains (a round's steps follow its data, not a fixed count)."""
-    steps = math.ceil(passes * n / (batch_size * grad_accum))
+    """Optimizer steps for ``passes`` over ``n`` new examples and one over ``replay`` earlier
+    ones, within ``[min_steps, max_steps]``: what ``steps_per_round: auto`` trains (a round's
+    steps follow its new data, not a fixed count; replay is mixed into the same batches)."""
+    steps = math.ceil((passes * n + replay) / (batch_size * grad_accum))
     return max(min_steps, min(steps, max_steps))

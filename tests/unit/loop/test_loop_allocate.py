@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from evaltune.data import Example
 from evaltune.loop.adaptive import plan_round_data, tag_train_loss, trained_by_round
-from evaltune.loop.allocate import ALL, allocate_budget, tag_states, two_proportion_z
+from evaltune.loop.allocate import (
+    ALL,
+    PRIOR_RATE,
+    allocate_budget,
+    gap_rate,
+    marginal_gain,
+    tag_states,
+    two_proportion_z,
+    with_pending,
+)
 
 
 def rnd(k: int, accs: dict[str, float], n: int = 10, **extra: Any) -> dict[str, Any]:
@@ -17,14 +27,24 @@ def rnd(k: int, accs: dict[str, float], n: int = 10, **extra: Any) -> dict[str, 
 
 
 def states(rounds, trained, **kw):
-    return tag_states(rounds, ["qa"], trained, threshold=kw.pop("threshold", 0.8), **kw)
+    return tag_states(rounds, ["qa"], trained, **kw)
 
 
 def test_every_tag_is_untried_before_any_data_and_weighted_by_headroom() -> None:
     s = states([rnd(0, {"a": 0.0, "b": 0.5})], {})
     assert {t: v.status for t, v in s.items()} == {"a": "untried", "b": "untried"}
-    assert s["a"].weight == pytest.approx(1.0)
-    assert s["b"].weight == pytest.approx(0.5)
+    # the prior rate: the next example closes PRIOR_RATE of the gap, in expectation
+    first = 1 - math.exp(-PRIOR_RATE)
+    assert s["a"].weight == pytest.approx(1.0 * first)
+    assert s["b"].weight == pytest.approx(0.5 * first)
+    assert (s["a"].rate, s["a"].rate_low) == (PRIOR_RATE, 0.0)
+
+
+def test_gap_rate_is_the_learning_curve_through_two_points() -> None:
+    # 1 − (1 − 0.2)·exp(−r·10) = 0.6  ⇒  r = ln 2 / 10
+    assert gap_rate(0.2, 0.6, 10) == pytest.approx(math.log(2) / 10)
+    assert gap_rate(0.5, 0.4, 10) == 0.0  # it fell: no rate
+    assert gap_rate(0.0, 0.5, 0) == 0.0
 
 
 def test_a_tag_that_rose_significantly_is_responsive_and_weighs_more() -> None:
@@ -32,8 +52,29 @@ def test_a_tag_that_rose_significantly_is_responsive_and_weighs_more() -> None:
     s = states(rounds, {1: {"a": 5, "b": 5}})
     assert s["a"].status == "responsive"
     assert s["a"].gain == pytest.approx(0.6)
-    assert s["a"].weight > 0.4  # headroom 0.4, scaled up by the clear response
+    assert s["a"].rate > s["a"].rate_low > 0  # optimistic and pessimistic rates
+    assert s["a"].weight > s["b"].weight > 0  # a's next example is worth more
     assert s["b"].status == "trying"  # +0.1 on 10 items is noise, one round is too early
+
+
+def test_a_tag_that_took_many_examples_without_moving_has_a_falling_rate() -> None:
+    rounds = [rnd(0, {"a": 0.0}), rnd(1, {"a": 0.0})]
+    few = states(rounds, {1: {"a": 5}}, stall_rounds=5)["a"]
+    many = states(rounds, {1: {"a": 40}}, stall_rounds=5)["a"]
+    assert few.status == many.status == "trying"
+    assert few.rate_low == many.rate_low == 0.0  # nothing it did is sure
+    assert 0 < many.rate < few.rate  # optimism shrinks with every example that did not help
+    assert many.rate == pytest.approx(few.rate / 8)
+
+
+def test_the_seed_set_makes_its_tags_next_example_worth_less() -> None:
+    untried = states([rnd(0, {"a": 0.0, "b": 0.0})], {})
+    seeded = with_pending(untried["a"], 12)
+    assert (seeded.status, seeded.pending, seeded.trained) == ("trying", 12, 12)
+    assert seeded.weight == pytest.approx(untried["b"].weight * math.exp(-PRIOR_RATE * 12))
+    assert marginal_gain(seeded, 3) == pytest.approx(
+        untried["b"].weight * math.exp(-PRIOR_RATE * 15)
+    )
 
 
 def test_a_tag_that_did_not_move_for_stall_rounds_is_stalled_and_gets_nothing() -> None:
@@ -54,7 +95,7 @@ def test_no_gain_with_a_high_own_training_loss_is_under_fitted_not_stalled() -> 
     trained = {1: {"a": 5}, 2: {"a": 5}}
     slow = states(history(0.9, 2), trained, stall_rounds=2, fitted_loss=0.3)["a"]
     assert (slow.status, slow.underfit, slow.train_loss) == ("trying", True, 0.9)
-    assert slow.weight == pytest.approx(1.0)
+    assert slow.weight > 0
     assert "under-fitted" in slow.note
     # Fitted examples and still no gain: that is a stall, and the loss is in the note.
     fitted = states(history(0.1, 2), trained, stall_rounds=2, fitted_loss=0.3)["a"]
@@ -91,9 +132,11 @@ def test_a_tag_at_its_ceiling_gets_replay_only() -> None:
     s = states(rounds, {1: {"a": 5}})
     assert s["a"].status == "ceiling"
     assert s["a"].weight == 0
-    # Wilson lower bound at the threshold counts as learned too
+    # Above the suite's threshold is not the ceiling: a tag at 0.9 can still add to a mean
+    # target, and a fast learner's next examples are worth taking.
     big = [rnd(0, {"a": 0.0}, n=100), rnd(1, {"a": 0.9}, n=100)]
-    assert states(big, {1: {"a": 5}}, threshold=0.8)["a"].status == "ceiling"
+    assert states(big, {1: {"a": 5}})["a"].status == "responsive"
+    assert states(big, {1: {"a": 5}})["a"].weight > 0
 
 
 def test_regression_beyond_the_noise_band_is_flagged_and_noise_is_not() -> None:
@@ -110,13 +153,27 @@ def test_two_proportion_z() -> None:
     assert two_proportion_z(0.0, 0, 1.0, 10) == 0
 
 
-def test_budget_splits_by_weight_and_capped_tags_pass_their_share_on() -> None:
+def test_budget_splits_by_worth_and_capped_tags_pass_their_share_on() -> None:
     rounds = [rnd(0, {"a": 0.0, "b": 0.5, "c": 0.0})]
     s = states(rounds, {})
     quota = allocate_budget(s, {"a": 100, "b": 100, "c": 2}, 10)
     assert sum(quota.values()) == 10
     assert quota["c"] == 2  # all it has
     assert quota["a"] > quota["b"]  # more headroom
+    # Returns diminish: the split follows the curve, so every tag's next example is worth
+    # no more than the last one any other tag took.
+    last = min(marginal_gain(s[t], quota[t] - 1) for t in ("a", "b"))
+    assert all(marginal_gain(s[t], quota[t]) <= last + 1e-12 for t in ("a", "b"))
+
+
+def test_a_tag_whose_best_case_is_below_the_best_tags_sure_case_gets_nothing() -> None:
+    # a rose 0 → 0.8 on 4 examples; b took 8 and did not move; c took 2 and did not move
+    rounds = [rnd(0, {"a": 0.0, "b": 0.0, "c": 0.0}), rnd(1, {"a": 0.8, "b": 0.0, "c": 0.0})]
+    s = states(rounds, {1: {"a": 4, "b": 8, "c": 2}}, stall_rounds=5)
+    assert marginal_gain(s["b"]) < marginal_gain(s["a"], low=True) < marginal_gain(s["c"])
+    quota = allocate_budget(s, {"a": 2, "b": 50, "c": 50}, 20)
+    assert "b" not in quota  # eliminated: even at best it is worth less than a surely is
+    assert quota["a"] == 2 and quota["c"] == 18  # c is too little tried to rule out
 
 
 def test_budget_is_a_ceiling_when_the_pool_is_small() -> None:
@@ -130,7 +187,6 @@ def plan(**kwargs: Any) -> Any:
     settings: dict[str, Any] = {
         "suites": ["qa"],
         "failed_by_tag": {},
-        "threshold": None,
         "budget": 4,
         "replay": 1.0,
         "stall_rounds": 2,
@@ -159,7 +215,6 @@ def test_plan_round_data_spends_nothing_on_stalled_or_off_target_tags() -> None:
         examples=examples,
         trained=["s1", "s2"],
         available=["p0", "p1", "p2", "p3", "p4", "p5"],
-        threshold=0.9,
         budget=10,
     )
     assert data.states["b"]["status"] == "stalled"
@@ -180,7 +235,6 @@ def test_replay_puts_regressed_tags_first() -> None:
         examples=examples,
         trained=["s1", "s2"],
         available=["p1"],
-        threshold=0.9,
         budget=1,
         stall_rounds=5,
     )
@@ -188,31 +242,39 @@ def test_replay_puts_regressed_tags_first() -> None:
     assert data.replay == ["s2"]  # b regressed (0.9 → 0.2): replayed before learned a
 
 
-def test_every_example_of_an_under_fitted_tag_is_replayed_on_top_of_the_usual_replay() -> None:
+def test_every_example_of_an_under_fitted_responsive_tag_is_replayed_on_top() -> None:
     examples = {f"a{i}": ex(f"a{i}", "a") for i in range(4)}
     examples.update({f"b{i}": ex(f"b{i}", "b") for i in range(4)})
+    examples.update({f"d{i}": ex(f"d{i}", "d") for i in range(4)})
     examples["p1"] = ex("p1", "c")
-    loss = {"per_tag_loss": {"a": 0.01, "b": 1.5}}
+    loss = {"per_tag_loss": {"a": 0.01, "b": 1.5, "d": 1.5}}
     rounds = [
-        rnd(0, {"a": 0.0, "b": 0.0, "c": 0.0}),
-        rnd(1, {"a": 1.0, "b": 0.0, "c": 0.0}, data={"by_tag": {"a": 4, "b": 4}}, train=loss),
+        rnd(0, {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}),
+        rnd(
+            1,
+            {"a": 1.0, "b": 0.6, "c": 0.0, "d": 0.0},
+            data={"by_tag": {"a": 4, "b": 4, "d": 4}},
+            train=loss,
+        ),
     ]
     data = plan(
         rounds=rounds,
         examples=examples,
-        trained=list(examples)[:8],
+        trained=[k for k in examples if k != "p1"],
         available=["p1"],
-        threshold=0.9,
         budget=1,
         stall_rounds=5,
         fitted_loss=0.3,
     )
-    assert data.new == ["p1"]
-    # b (training loss 1.5) is not learned yet: all four of it come, on top of the one
-    # example replay × new asks for, which still goes to the learned a, so it stays learned.
+    assert data.new == ["p1"]  # c has no evidence yet: always explored
+    # b rose (0 → 0.6) but its training loss is 1.5: it is learning and not learned yet, so
+    # all four of it come, on top of the one example replay × new asks for, which still goes
+    # to the learned a, so it stays learned. d did not move: under-fitted too, but it may be
+    # a tag the model cannot learn, so it gets no extra passes.
+    assert data.states["b"]["status"] == "responsive"
+    assert data.states["b"]["underfit"] and data.states["d"]["underfit"]
     assert sorted(data.replay)[1:] == ["b0", "b1", "b2", "b3"]
     assert sorted(data.replay)[0] in {"a0", "a1", "a2", "a3"}
-    assert data.states["b"]["underfit"] and not data.states["a"]["underfit"]
 
 
 def test_within_a_tag_the_examples_closest_to_its_failures_come_first() -> None:
