@@ -388,7 +388,9 @@ def test_shipped_seed_config_maps_onto_run_config() -> None:
     assert (arithmetic.name, arithmetic.file) == ("arithmetic", str(seed / "arithmetic.jsonl"))
     assert arithmetic.threshold == 0.8  # eval_threshold
     assert (capitals.grader, capitals.threshold) == ("contains", 0.6)  # its own wins
-    assert config.extras == {"evalops_enabled": False, "evalops_test_suite_id": "demo-suite"}
+    assert config.extras == {}  # the evalops_* keys set the HTTP sink
+    assert not config.tracking.http.enabled
+    assert config.tracking.http.suite_id == "demo-suite"
     assert load_config(path, ["backend=tinker"]).backend == "tinker"
 
 

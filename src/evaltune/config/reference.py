@@ -86,7 +86,10 @@ key is an error.
 - `renderer_name`: `role_colon`, `plain`, `chat_template` and `auto` (or `default`) map to
   themselves; chat renderer names of tinker-cookbook (`llama3`, `qwen3`, `gemma3`, `deepseekv3`,
   `gpt_oss_*`, `kimi_k2`, ...) map to `chat_template`; anything else is an error.
-- `evalops_*` keys are kept in `extras`: recorded in the run snapshot, used by nothing.
+- `evalops_enabled`, `evalops_url`, `evalops_api_key_env` and `evalops_test_suite_id` set the
+  HTTP sink (`tracking.http`); its API key is read from the environment variable named by
+  `evalops_api_key_env` (default `EVALOPS_API_KEY`), never from the file. Other `evalops_*`
+  keys are kept in `extras`: recorded in the run snapshot, used by nothing.
 - `train_file` and `eval_tasks` are required.
 """
 

@@ -61,14 +61,19 @@ __all__ = [
     "EvalSuiteConfig",
     "FieldError",
     "FileSuiteConfig",
+    "HTTPSinkConfig",
     "InspectSuiteConfig",
     "JudgeConfig",
     "LoopConfig",
     "LoraConfig",
+    "MLflowConfig",
     "NLLSuiteConfig",
     "OutputConfig",
+    "RegistryConfig",
     "RunConfig",
     "TinkerConfig",
+    "TrackingConfig",
+    "TrackioConfig",
     "TrainingConfig",
     "did_you_mean",
     "map_paths",
@@ -1013,6 +1018,147 @@ class OutputConfig(_Section):
     )
 
 
+def _no_credentials(value: str | None) -> str | None:
+    """A URL without ``user:password@`` (credentials go in environment variables)."""
+    if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@", value):
+        raise FieldError(
+            "a URL without credentials (put them in environment variables instead)",
+            hide_found=True,
+        )
+    return value
+
+
+class RegistryConfig(_Section):
+    """The model registry: a SQLite file every finished run registers its best round in."""
+
+    enabled: bool = Field(
+        True,
+        description="Register each finished run's best round as a `candidate`, with its base "
+        "model, LoRA settings, hyperparameters, data, eval results and checkpoint paths (a "
+        "registry that cannot be written is reported in one line; the run still finishes).",
+    )
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="The registry's SQLite file; null: `registry.sqlite` in the workspace. A "
+        "relative path is relative to the config file's folder.",
+    )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The registered model name (one `production` model per name); null: "
+        "`output.run_name`, else the first training file's name.",
+    )
+
+
+class MLflowConfig(_Section):
+    """The MLflow sink: params, per-step and per-round metrics, the reports, the best model."""
+
+    enabled: bool = Field(False, description="Log each run to MLflow (the `mlflow` extra).")
+    tracking_uri: str | None = Field(
+        None,
+        min_length=1,
+        description="An MLflow tracking server or store URI; null: a local store in the "
+        "workspace (`mlflow/mlflow.db`, artifacts in `mlflow/artifacts`). Credentials go in "
+        "MLflow's environment variables, never in the URI.",
+    )
+    experiment: str = Field("evaltune", min_length=1, description="The MLflow experiment name.")
+    register_model: bool = Field(
+        True,
+        description="Register the best round's adapter as an MLflow model version (named as "
+        "in the registry), its registry status as an alias.",
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return _no_credentials(value)
+
+
+class TrackioConfig(_Section):
+    """The trackio sink (local-first experiment tracking)."""
+
+    enabled: bool = Field(False, description="Log each run to trackio (the `trackio` extra).")
+    project: str = Field("evaltune", min_length=1, description="The trackio project.")
+    dir: str | None = Field(
+        None,
+        min_length=1,
+        description="trackio's local folder (`TRACKIO_DIR`); null: `trackio/` in the workspace, "
+        "unless `TRACKIO_DIR` is set.",
+    )
+
+
+class HTTPSinkConfig(_Section):
+    """An EvalOps-style HTTP endpoint: each round's results and threshold alerts, as JSON."""
+
+    enabled: bool = Field(
+        False, description="POST each round's results and alerts to `url` (seed: `evalops_enabled`)."
+    )
+    url: str | None = Field(
+        None,
+        min_length=1,
+        description="The endpoint (http or https) every JSON document is POSTed to (seed: "
+        "`evalops_url`).",
+    )
+    api_key_env: str = Field(
+        "EVALOPS_API_KEY",
+        description="Name of the environment variable holding the endpoint's API key, sent as "
+        "`Authorization: Bearer` (unset: no header; seed: `evalops_api_key_env`).",
+    )
+    suite_id: str | None = Field(
+        None, description="Sent with every document (seed: `evalops_test_suite_id`)."
+    )
+    alerts: bool = Field(
+        True,
+        description="Also POST alerts: target missed after the last round, a guard broken, the "
+        "run failed.",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=600, description="Seconds per attempt.")
+    retries: int = Field(3, ge=0, le=20, description="Attempts after the first one fails.")
+    backoff_s: float = Field(
+        1.0, ge=0, le=600, description="Wait before the first retry, doubled after each."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://", value):
+            raise FieldError("an http:// or https:// URL")
+        return _no_credentials(value)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise FieldError(
+                "the NAME of an environment variable (letters, digits, _), not the key itself",
+                hide_found=True,
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> HTTPSinkConfig:
+        if self.enabled and self.url is None:
+            raise FieldError("a URL when the HTTP sink is enabled", loc=("url",), found=None)
+        return self
+
+
+class TrackingConfig(_Section):
+    """Where a run is recorded besides its folder: the registry and the optional sinks. A sink
+    never fails a run: one that cannot be reached is reported in one line."""
+
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig, description="The model registry."
+    )
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="The MLflow sink.")
+    trackio: TrackioConfig = Field(default_factory=TrackioConfig, description="The trackio sink.")
+    http: HTTPSinkConfig = Field(
+        default_factory=HTTPSinkConfig, description="The EvalOps-style HTTP sink."
+    )
+
+
 class RunConfig(_Section):
     """A whole run of the evaluation loop (top level of the config file)."""
 
@@ -1040,10 +1186,14 @@ class RunConfig(_Section):
     )
     loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds and stop rules.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="The model registry and the optional sinks (MLflow, trackio, HTTP).",
+    )
     extras: dict[str, Any] = Field(
         default_factory=dict,
-        description="Recorded in the run snapshot but unused: the `evalops_*` keys of the seed "
-        "format land here. Secret-looking keys (api_key, secret, password, *_token) are "
+        description="Recorded in the run snapshot but unused: the seed format's `evalops_*` keys "
+        "that do not set `tracking.http` land here. Secret-looking keys (api_key, secret, password, *_token) are "
         "rejected.",
     )
 
@@ -1106,6 +1256,7 @@ _PATH_SPEC: dict[str, Any] = {
     "data": {"train": "files", "validation": "files", "pool": "files"},
     "evals": [{"file": "file", "data_dir": "file", "function": "pyref", "inspect": "task"}],
     "output": {"workspace": "file"},
+    "tracking": {"registry": {"path": "file"}, "trackio": {"dir": "file"}},
     "loop": {"selection": {"synthesis": {"generator": "pyref"}}},
 }
 

@@ -33,6 +33,10 @@ SEED_KEYS: dict[str, str] = {
     "lr_decay": "loop.lr_decay",
     "max_seq_length": "data.max_seq_len",
     "lora_rank": "lora.rank",
+    "evalops_enabled": "tracking.http.enabled",
+    "evalops_url": "tracking.http.url",
+    "evalops_api_key_env": "tracking.http.api_key_env",
+    "evalops_test_suite_id": "tracking.http.suite_id",
     "evalops_*": "extras",
 }
 
@@ -46,6 +50,11 @@ _SIMPLE: dict[str, Loc] = {
     "lr_decay": ("loop", "lr_decay"),
     "max_seq_length": ("data", "max_seq_len"),
     "lora_rank": ("lora", "rank"),
+    # the EvalOps submission keys drive the HTTP sink; other evalops_* keys stay in extras
+    "evalops_enabled": ("tracking", "http", "enabled"),
+    "evalops_url": ("tracking", "http", "url"),
+    "evalops_api_key_env": ("tracking", "http", "api_key_env"),
+    "evalops_test_suite_id": ("tracking", "http", "suite_id"),
 }
 
 # tinker-cookbook renderer names that are chat formats (matched as prefixes)
