@@ -1,9 +1,12 @@
-"""What a run leaves for people: ``summary.json`` and ``report.md``.
+"""What a run leaves for people: ``summary.json``, ``report.md``, ``report.html`` and
+``EXPERIMENT.md``.
 
 The summary gathers rounds, decisions, data selections, failure analyses, the stop reason and
 the best checkpoint with its evidence; the report renders the same as Markdown a person can
 read: a per-round table, per-tag accuracy across rounds, which tags were weak and which pool
-examples were added for them, and how the model failed.
+examples were added for them, and how the model failed. ``write_reports`` writes the report
+pages from a summary (``evaltune report`` regenerates them with it): ``report.html`` with its
+plots (``tracking.html``) and the experiment write-up (``tracking.experiment``).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from evaltune.config import RunConfig
 from evaltune.loop.analysis import tag_accuracy
 from evaltune.loop.decide import SuiteRule, target_score
 from evaltune.tracking import RunDir
+from evaltune.tracking.experiment import render_experiment
+from evaltune.tracking.html import read_steps, render_html
 
-__all__ = ["render_report", "write_summary"]
+__all__ = ["render_report", "write_reports", "write_summary"]
 
 Round = dict[str, Any]
 
@@ -321,5 +326,33 @@ def write_summary(run: RunDir, cfg: RunConfig, state: dict[str, Any], ctx: Any) 
         "seconds": round((state.get("finished_at") or 0) - state["started_at"], 1),
     }
     run.write_json("summary.json", summary)
-    run.write_text("report.md", render_report(summary))
+    write_reports(run, summary, cfg.model_dump(mode="json"), state.get("finished_at"))
     return summary
+
+
+def write_reports(
+    run: RunDir, summary: dict[str, Any], config: dict[str, Any], finished_at: float | None
+) -> list[str]:
+    """``report.md``, ``EXPERIMENT.md`` and ``report.html`` from ``summary``; the names of
+    those that could not be rendered (a plotting failure is recorded as an event, never fails
+    a finished run; a refused write is an ``OSError`` as for every file of the run)."""
+    run.write_text("report.md", render_report(summary))
+    rules = [SuiteRule(**r) for r in summary["suites"]]
+
+    def score(rd: Round) -> float | None:
+        return target_score(rd, rules) if rd.get("evals") else None
+
+    pages = {
+        "EXPERIMENT.md": lambda: render_experiment(summary, config, score, finished_at),
+        "report.html": lambda: render_html(summary, read_steps(run, summary["rounds"])),
+    }
+    failed = []
+    for name, render in pages.items():
+        try:
+            text = render()
+        except Exception as exc:  # a report page must not turn a finished run into a failed one
+            run.event("report_failed", page=name, error=f"{type(exc).__name__}: {exc}")
+            failed.append(name)
+            continue
+        run.write_text(name, text)
+    return failed
