@@ -1,8 +1,8 @@
 """The ``evaltune`` command line.
 
 The composition root: the ``run``, ``demo``, ``resume``, ``train``, ``eval``, ``init`` and
-``models`` commands, with ``bench``, ``compare``, ``export``, ``serve`` and ``suites`` from their
-modules.
+``models`` commands, with ``bench``, ``compare``, ``export``, ``serve``, ``suites``, ``runs``,
+``show``, ``report`` and the ``registry`` group from their modules.
 Consoles and the error guard (one red line and an exit code for a user's mistake) live in
 ``cli/console.py``. Nothing that imports the model stack (torch, transformers, tinker) is
 imported before a command's config has been validated: a bad config answers at once.
@@ -24,6 +24,8 @@ from evaltune.cli.bench import bench
 from evaltune.cli.compare import compare
 from evaltune.cli.console import console, guarded, out, set_debug
 from evaltune.cli.export import export
+from evaltune.cli.registry import registry_app
+from evaltune.cli.runs import report, runs, show
 from evaltune.cli.serve import serve
 from evaltune.cli.suites import suites
 from evaltune.errors import ConfigError
@@ -242,3 +244,7 @@ app.command()(compare)
 app.command()(bench)
 app.command()(suites)
 app.command()(export)
+app.command()(runs)
+app.command()(show)
+app.command()(report)
+app.add_typer(registry_app, name="registry")

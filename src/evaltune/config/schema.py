@@ -1094,7 +1094,8 @@ class HTTPSinkConfig(_Section):
     """An EvalOps-style HTTP endpoint: each round's results and threshold alerts, as JSON."""
 
     enabled: bool = Field(
-        False, description="POST each round's results and alerts to `url` (seed: `evalops_enabled`)."
+        False,
+        description="POST each round's results and alerts to `url` (seed: `evalops_enabled`).",
     )
     url: str | None = Field(
         None,

@@ -47,6 +47,7 @@ from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_
 from evaltune.loop.noise import compare_rounds
 from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, next_plan
 from evaltune.loop.probe import probe_learning_rate
+from evaltune.loop.publish import Publisher
 from evaltune.loop.reporter import NullReporter, Reporter
 from evaltune.loop.select import select_random, select_targeted, tag_weakness
 from evaltune.loop.state import Phase, RunState, baseline_of, new_round
@@ -128,8 +129,12 @@ def _apply_overrides(run: RunDir, cfg: RunConfig, state: RunState) -> None:
 
 
 class _Loop:
-    def __init__(self, run: RunDir, cfg: RunConfig, ctx: RunContext, rep: Reporter) -> None:
+    def __init__(
+        self, run: RunDir, cfg: RunConfig, ctx: RunContext, rep: Reporter, publisher: Publisher
+    ) -> None:
         self.run, self.cfg, self.ctx, self.rep = run, cfg, ctx, rep
+        self.publisher = publisher  # registry and sinks (loop/publish.py)
+        publisher.rules = ctx.rules
         self.state = RunState.from_json(run.read_json(STATE))
         self.training_client: TrainingClient | None = None
         self.client_rank: int | None = None
@@ -744,6 +749,7 @@ class _Loop:
     def execute(self) -> None:
         if self.cfg.loop.eval_baseline and baseline_of(self.rounds) is None:
             self.baseline()
+            self.publisher.round(baseline_of(self.rounds))
         self._plan()
         if not any(r["round"] > 0 for r in self.rounds):
             self.probe()
@@ -759,6 +765,9 @@ class _Loop:
                 self.evaluate_round(last)
             elif last["phase"] == Phase.EVALUATED:
                 self.decide(last)
+                self.save()
+                self.publisher.round(last)  # the round's results to the sinks
+                continue
             self.save()
         self.finish()
 
@@ -769,7 +778,10 @@ class _Loop:
         self.state.finished_at = time.time()
         # Summary and report first, state last: a kill in between leaves the run resumable
         # (status still "running" on disk with its stop_reason set), and resume finishes it.
-        write_summary(self.run, self.cfg, self.state.to_json(), self.ctx)
+        summary = write_summary(self.run, self.cfg, self.state.to_json(), self.ctx)
+        # registry and sinks before the state says finished: a kill here finishes (and
+        # registers, once) again on resume
+        self.publisher.finish(summary)
         self.save()
         self.run.event(
             "run_finished",
@@ -783,9 +795,18 @@ class _Loop:
 
 
 def _execute(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
+    publisher = Publisher.open(run, cfg, rep.message)  # the registry and the sinks
+    try:
+        _run_phases(run, cfg, rep, publisher)
+    except BaseException as exc:
+        publisher.failed(exc)  # run_failed alert; the sinks close their run
+        raise
+
+
+def _run_phases(run: RunDir, cfg: RunConfig, rep: Reporter, publisher: Publisher) -> None:
     faults.drain()  # retries before this run (another run in this process) are not its own
     try:
-        _build_and_run(run, cfg, rep)
+        _build_and_run(run, cfg, rep, publisher)
     except TrainingError as exc:
         _mark_failed(run, str(exc))
         raise TrainingError(
@@ -843,7 +864,7 @@ def _mark_failed(run: RunDir, reason: str) -> bool:
     return True
 
 
-def _build_and_run(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
+def _build_and_run(run: RunDir, cfg: RunConfig, rep: Reporter, publisher: Publisher) -> None:
     ctx = build_context(cfg, run.checkpoints, progress=rep.message)
     for note in ctx.notes:
         rep.message(f"data: {note}")
@@ -852,4 +873,4 @@ def _build_and_run(run: RunDir, cfg: RunConfig, rep: Reporter) -> None:
         ctx.facts, lora.rank, lora.train_attn, lora.train_mlp, lora.train_unembed
     )
     rep.message(capacity_advice(params, ctx.completion_tokens))
-    _Loop(run, cfg, ctx, rep).execute()
+    _Loop(run, cfg, ctx, rep, publisher).execute()
