@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from evaltune.cli.console import guarded, out
 from evaltune.errors import ConfigError, EvaltuneError
@@ -29,6 +28,16 @@ RunRef = Annotated[str, typer.Argument(help="A run folder, a run id, or a unique
 
 def _num(x: object) -> str:
     return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _print_columns(rows: list[tuple[str, ...]]) -> None:
+    """Rows as aligned columns, one line each (never wrapped into a narrow table)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.print(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(),
+            highlight=False,
+        )
 
 
 def _run(ref: str, workspace: Path) -> RunDir:
@@ -48,29 +57,23 @@ def runs(workspace: Workspace = Path(".")) -> None:
         if not rows:
             out.print(f"no runs in {workspace / 'runs'}", highlight=False)
             return
-        table = Table(
-            "run",
-            "status",
-            "stop reason",
-            "best round",
-            "best score",
-            "rounds",
-            "started",
-            "time (s)",
-        )
+        head = ("run", "status", "stop reason", "best", "score", "rounds", "started", "time (s)")
+        lines = [head]
         for r in rows:
             score = _num(r.get("best_score")) + (" ✓" if r.get("targets_met") else "")
-            table.add_row(
-                r["run_id"],
-                r["status"],
-                _num(r.get("stop_reason")),
-                _num(r.get("best_round")),
-                score,
-                _num(r.get("rounds")),
-                _num(r.get("started")),
-                _num(r.get("seconds")),
+            lines.append(
+                (
+                    r["run_id"],
+                    r["status"],
+                    _num(r.get("stop_reason")),
+                    _num(r.get("best_round")),
+                    score,
+                    _num(r.get("rounds")),
+                    _num(r.get("started")),
+                    "–" if r.get("seconds") is None else f"{r['seconds']:.1f}",
+                )
             )
-        out.print(table)
+        _print_columns(lines)
 
     guarded(go)
 
@@ -91,28 +94,30 @@ def show(run: RunRef, workspace: Workspace = Path(".")) -> None:
         if state.get("error"):
             out.print(f"error: {state['error']}", highlight=False)
         rules = (summary or {}).get("suites") or []
-        table = Table(
-            "round",
-            "lr",
-            "steps",
-            "train loss",
-            *[f"{r['name']} {r['metric']}" for r in rules],
-            "decision",
-        )
-        for r in state.get("rounds") or []:
-            m = [
-                ((r.get("evals") or {}).get(s["name"]) or {}).get("metrics", {}).get(s["metric"])
-                for s in rules
-            ]
-            table.add_row(
-                "baseline" if r["round"] == 0 else str(r["round"]),
-                _num(r.get("lr")),
-                _num(r.get("steps")),
-                _num((r.get("train") or {}).get("final_loss")),
-                *map(_num, m),
-                (r.get("decision") or {}).get("reason", "–"),
+        lines = [
+            (
+                "round",
+                "lr",
+                "steps",
+                "train loss",
+                *[f"{r['name']} {r['metric']}" for r in rules],
+                "decision",
             )
-        out.print(table)
+        ]
+        for r in state.get("rounds") or []:
+            evals = r.get("evals") or {}
+            m = [(evals.get(s["name"]) or {}).get("metrics", {}).get(s["metric"]) for s in rules]
+            lines.append(
+                (
+                    "baseline" if r["round"] == 0 else str(r["round"]),
+                    "–" if r.get("lr") is None else f"{r['lr']:.3g}",
+                    _num(r.get("steps")),
+                    _num((r.get("train") or {}).get("final_loss")),
+                    *map(_num, m),
+                    (r.get("decision") or {}).get("reason", "–"),
+                )
+            )
+        _print_columns(lines)
         best = (summary or {}).get("best")
         if best:
             ckpt = best["checkpoint"]
