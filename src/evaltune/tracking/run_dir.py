@@ -8,7 +8,7 @@
   probe.json       the learning-rate probe (learning_rate: auto), when it ran
   rounds/<k>/      plan.json, train.json, eval/<suite>.jsonl, analysis.json
   checkpoints/     the backend's checkpoint folders (local engine)
-  summary.json, report.md
+  summary.json, report.md, report.html, EXPERIMENT.md
 ```
 
 Every JSON file is written atomically (temp file + ``os.replace``), so a run killed at any
