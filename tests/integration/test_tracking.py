@@ -157,7 +157,15 @@ def test_a_run_registers_its_best_round_and_reports_to_every_sink(
     artifacts = {a.path for a in client.list_artifacts(mrun.info.run_id)}
     assert {"summary.json", "report.md", "report.html", "EXPERIMENT.md", "adapter"} <= artifacts
     version = client.get_model_version_by_alias("tracked", "candidate")
-    assert version.run_id == mrun.info.run_id and version.tags["evaltune.registry_id"] == "tracked-v1"
+    assert (
+        version.run_id == mrun.info.run_id and version.tags["evaltune.registry_id"] == "tracked-v1"
+    )
+    promoted = CliRunner().invoke(
+        app, ["registry", "promote", "tracked-v1", "--to", "staging", "--workspace", str(ws)]
+    )
+    assert "mlflow: tracked alias staging → tracked-v1" in promoted.output, promoted.output
+    staged = client.get_model_version_by_alias("tracked", "staging")
+    assert staged.version == version.version
 
     # the HTTP endpoint: each round, the alert, the end; the key only in the header
     kinds = [d["type"] for d in endpoint.docs]
@@ -177,9 +185,7 @@ def test_a_run_registers_its_best_round_and_reports_to_every_sink(
     assert holding == []
 
 
-def test_a_run_completes_while_the_endpoint_is_down(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
+def test_a_run_completes_while_the_endpoint_is_down(tiny_model_dir: Path, tmp_path: Path) -> None:
     http = {"enabled": True, "url": closed_port_url(), "retries": 2, "backoff_s": 0.01}
     messages: list[str] = []
 

@@ -22,6 +22,7 @@ from evaltune.registry import (
     REGISTRY_FILE,
     STATUSES,
     Registry,
+    StatusChange,
     default_name,
     describe_round,
     eval_line,
@@ -45,6 +46,17 @@ Who = Annotated[
 
 def open_registry(workspace: Path, registry: Path | None) -> Registry:
     return Registry(registry or workspace / REGISTRY_FILE)
+
+
+def _report(reg: Registry, changes: list[StatusChange]) -> None:
+    """Each change in a line; the MLflow alias moved along where the run registered there."""
+    from evaltune.loop.publish import sync_mlflow_status
+
+    for c in changes:
+        out.print(f"{c.model_id}: {c.from_status} → {c.to_status} ({c.who}: {c.why})")
+        note = sync_mlflow_status(reg.get(c.model_id), c.to_status)
+        if note:
+            out.print(note, highlight=False)
 
 
 @registry_app.command("list")
@@ -119,8 +131,8 @@ def promote(
 
     def go() -> None:
         reg = open_registry(workspace, registry)
-        for c in reg.set_status(model_id, to, why=why, who=who, force=force, previous=previous):
-            out.print(f"{c.model_id}: {c.from_status} → {c.to_status} ({c.who}: {c.why})")
+        changes = reg.set_status(model_id, to, why=why, who=who, force=force, previous=previous)
+        _report(reg, changes)
 
     guarded(go)
 
@@ -137,8 +149,7 @@ def retire(
 
     def go() -> None:
         reg = open_registry(workspace, registry)
-        for c in reg.set_status(model_id, "retired", why=why, who=who):
-            out.print(f"{c.model_id}: {c.from_status} → {c.to_status} ({c.who}: {c.why})")
+        _report(reg, reg.set_status(model_id, "retired", why=why, who=who))
 
     guarded(go)
 

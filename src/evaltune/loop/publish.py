@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from evaltune.config import RunConfig
 from evaltune.config.schema import TrackingConfig
 from evaltune.loop.decide import SuiteRule
@@ -25,7 +27,7 @@ from evaltune.tracking import RunDir
 from evaltune.tracking.html import read_steps
 from evaltune.tracking.sinks import HTTPSink, Sink, Sinks
 
-__all__ = ["REPORT_FILES", "Publisher", "build_sinks", "registry_path"]
+__all__ = ["REPORT_FILES", "Publisher", "build_sinks", "registry_path", "sync_mlflow_status"]
 
 Warn = Callable[[str], None]
 REPORT_FILES = ("summary.json", "report.md", "report.html", "EXPERIMENT.md")
@@ -90,6 +92,27 @@ def build_sinks(tracking: TrackingConfig, workspace: Path, warn: Warn) -> list[S
         ) as exc:  # a missing extra or a bad store: this sink is off, the run goes on
             warn(f"tracking: {name} is off for this run: {' '.join(str(exc).split())[:300]}")
     return sinks
+
+
+def sync_mlflow_status(model: dict[str, Any], status: str) -> str | None:
+    """Move the MLflow alias of a registered model to ``status`` when its run registered it in
+    MLflow (``tracking.mlflow`` in the run's config); a line saying what happened, or None."""
+    run_path = Path(model["record"]["lineage"]["run_path"])
+    try:
+        config = yaml.safe_load((run_path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return f"mlflow: not updated ({run_path / 'config.yaml'} unreadable: {exc})"
+    m = (config.get("tracking") or {}).get("mlflow") or {}
+    if not (m.get("enabled") and m.get("register_model", True)):
+        return None
+    try:
+        from evaltune.tracking.mlflow_sink import local_store, set_status_alias
+
+        uri = m.get("tracking_uri") or local_store(run_path.parent.parent)[0]
+        found = set_status_alias(uri, model["name"], model["id"], status)
+    except Exception as exc:  # MLflow is a mirror: the registry's change stands
+        return f"mlflow: alias not moved: {' '.join(str(exc).split())[:300]}"
+    return f"mlflow: {model['name']} alias {status} → {model['id']}" if found else None
 
 
 class Publisher:

@@ -22,7 +22,7 @@ from typing import Any
 
 from evaltune.errors import ConfigError
 
-__all__ = ["MLflowSink", "flatten_params", "local_store"]
+__all__ = ["MLflowSink", "flatten_params", "local_store", "set_status_alias"]
 
 RUN_TAG = "evaltune.run_id"
 _BAD_NAME = re.compile(r"[^\w\-. /:]")
@@ -33,6 +33,20 @@ def local_store(workspace: Path) -> tuple[str, str]:
     folder = (workspace / "mlflow").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+
+
+def set_status_alias(tracking_uri: str, name: str, registry_id: str, status: str) -> bool:
+    """Point alias ``status`` of model ``name`` at the version registered from ``registry_id``
+    (``evaltune registry promote`` keeps MLflow in step); False when there is none."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get("evaltune.registry_id") == registry_id:
+            client.set_registered_model_alias(name, status, version.version)
+            client.set_model_version_tag(name, version.version, "evaltune.status", status)
+            return True
+    return False
 
 
 def flatten_params(data: Any, prefix: str = "") -> dict[str, str]:
