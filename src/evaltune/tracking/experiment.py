@@ -83,7 +83,7 @@ def _findings(summary: dict[str, Any]) -> list[str]:
     )
     best = summary.get("best")
     if best:
-        met = "met" if best.get("targets_met") else "were not met"
+        met = "were met" if best.get("targets_met") else "were not met"
         lines.append(f"- The targets {met}; the best round is {best['round']}.")
     return lines
 
