@@ -33,7 +33,14 @@ from transformers import AutoModelForCausalLM
 
 from evaltune.engine import lora
 from evaltune.engine.batcher import SampleBatcher
-from evaltune.engine.forward import ForwardItem, ForwardResult, run_forward, sequence_logprobs
+from evaltune.engine.forward import (
+    ForwardItem,
+    ForwardResult,
+    TopLogprobs,
+    run_forward,
+    sequence_logprobs,
+    sequence_top_logprobs,
+)
 from evaltune.engine.models import load_tokenizer, quiet_loading, resolve_model
 from evaltune.engine.sampling import Sampled, SampleSpec, sample_batch
 from evaltune.errors import EngineError
@@ -311,6 +318,14 @@ class Engine:
     def logprobs(self, slot: str | None, sequences: Sequence[list[int]]) -> list[list[float]]:
         with self._active(slot) as model:
             return sequence_logprobs(model, sequences)
+
+    def top_logprobs(
+        self, slot: str | None, sequences: Sequence[list[int]], k: int
+    ) -> list[TopLogprobs]:
+        """Each token's logprob given its prefix and the ``k`` likeliest tokens at its position
+        (``forward.sequence_top_logprobs``)."""
+        with self._active(slot) as model:
+            return sequence_top_logprobs(model, sequences, k)
 
 
 def read_checkpoint_meta(folder: Path) -> dict[str, Any] | None:

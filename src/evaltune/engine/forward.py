@@ -25,7 +25,14 @@ from torch.utils.checkpoint import checkpoint
 from evaltune.engine.losses import REQUIRED_INPUTS, check_loss_fn, compute_loss, grad_mask
 from evaltune.errors import EngineError
 
-__all__ = ["ForwardItem", "ForwardResult", "run_forward", "sequence_logprobs"]
+__all__ = [
+    "ForwardItem",
+    "ForwardResult",
+    "TopLogprobs",
+    "run_forward",
+    "sequence_logprobs",
+    "sequence_top_logprobs",
+]
 
 # Logits elements per projection chunk (fp32): 2**27 × 4 B = 512 MiB at most.
 LOGITS_BUDGET = 2**27
@@ -180,15 +187,14 @@ def run_forward(
     )
 
 
-@torch.no_grad()
-def sequence_logprobs(model: torch.nn.Module, sequences: Sequence[list[int]]) -> list[list[float]]:
-    """Log-probability of each token given its prefix, per sequence (first token excluded)."""
+def _predicting(
+    model: torch.nn.Module, seqs: Sequence[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module, float | None, int]:
+    """One packed decoder pass over ``seqs`` (each of two tokens or more): the hidden state of
+    every position that predicts a next token of its own sequence, those targets, and the head."""
     decoder, head, softcap = model_parts(model)
     vocab = head.weight.shape[0]
     device = head.weight.device
-    seqs = [s for s in sequences if len(s) > 1]
-    if not seqs:
-        return [[] for _ in sequences]
     ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long, device=device)
     pos = torch.cat([torch.arange(len(s)) for s in seqs]).to(device)
     hidden = decoder(input_ids=ids[None], position_ids=pos[None], use_cache=False)
@@ -200,6 +206,64 @@ def sequence_logprobs(model: torch.nn.Module, sequences: Sequence[list[int]]) ->
         targets.extend(s[1:])
         start += len(s)
     keep_t = torch.tensor(keep, device=device)
-    lp = target_logprobs(head, hidden[keep_t], torch.tensor(targets, device=device), softcap, vocab)
+    return hidden[keep_t], torch.tensor(targets, device=device), head, softcap, vocab
+
+
+@torch.no_grad()
+def sequence_logprobs(model: torch.nn.Module, sequences: Sequence[list[int]]) -> list[list[float]]:
+    """Log-probability of each token given its prefix, per sequence (first token excluded)."""
+    seqs = [s for s in sequences if len(s) > 1]
+    if not seqs:
+        return [[] for _ in sequences]
+    hidden, targets, head, softcap, vocab = _predicting(model, seqs)
+    lp = target_logprobs(head, hidden, targets, softcap, vocab)
     out = iter(lp.cpu().split([len(s) - 1 for s in seqs]))
     return [next(out).tolist() if len(s) > 1 else [] for s in sequences]
+
+
+TopLogprobs = list[tuple[float, list[tuple[int, float]]]]
+
+
+def _check_scored(model: torch.nn.Module, sequences: Sequence[list[int]]) -> None:
+    """Token ids inside the vocabulary, sequences within the context: an ``EngineError`` (a
+    400 on the wire) rather than an index error on the worker."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    max_len = getattr(model.config, "max_position_embeddings", None)
+    for seq in sequences:
+        bad = [t for t in seq if not 0 <= t < vocab]
+        if bad:
+            raise EngineError(f"token id {bad[0]} is outside the vocabulary (size {vocab})")
+        if max_len and len(seq) > max_len:
+            raise EngineError(
+                f"{len(seq)} tokens to score exceed the model's context of {max_len} tokens"
+            )
+
+
+@torch.no_grad()
+def sequence_top_logprobs(
+    model: torch.nn.Module, sequences: Sequence[list[int]], k: int
+) -> list[TopLogprobs]:
+    """Per sequence, for each token after the first: its log-probability given its prefix and
+    the ``k`` most likely tokens at that position with theirs, most likely first (what an
+    OpenAI ``logprobs``/``echo`` request reports). The projection runs in chunks, so the
+    ``tokens × vocab`` logits never exist at once."""
+    _check_scored(model, sequences)
+    seqs = [s for s in sequences if len(s) > 1]
+    if not seqs:
+        return [[] for _ in sequences]
+    hidden, targets, head, softcap, vocab = _predicting(model, seqs)
+    chunk = max(16, LOGITS_BUDGET // max(vocab, 1))
+    rows: TopLogprobs = []
+    for start in range(0, hidden.shape[0], chunk):
+        logits = head(hidden[start : start + chunk]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        logz = torch.logsumexp(logits, dim=-1, keepdim=True)
+        picked = logits.gather(-1, targets[start : start + chunk, None]) - logz
+        values, indices = torch.topk(logits, min(k, vocab), dim=-1)
+        values = (values - logz).cpu().tolist()
+        for lp, ids, vals in zip(picked[:, 0].cpu().tolist(), indices.cpu().tolist(), values,
+                                 strict=True):  # fmt: skip
+            rows.append((lp, list(zip(ids, vals, strict=True))))
+    out = iter(rows)
+    return [[next(out) for _ in range(len(s) - 1)] if len(s) > 1 else [] for s in sequences]

@@ -28,6 +28,7 @@ from evaltune.engine import SampleSpec
 from evaltune.server import openai_schema as schema
 from evaltune.server.generations import gather, settle, wait_or_cancel
 from evaltune.server.http import ApiError, read_model
+from evaltune.server.logprobs import attach_logprobs
 from evaltune.server.state import ServerState
 from evaltune.server.streaming import TextDeltas, TokenStream, first_event, sse, tokens_until_done
 
@@ -85,7 +86,10 @@ def openai_router(state: ServerState) -> APIRouter:
             text = tokenizer.decode(s.tokens, skip_special_tokens=True)
             choices.append(
                 schema.Choice(
-                    text=_cut(text, req.stops), finish_reason=s.stop_reason, tokens=len(s.tokens)
+                    text=_cut(text, req.stops),
+                    finish_reason=s.stop_reason,
+                    tokens=len(s.tokens),
+                    token_ids=list(s.tokens),
                 )
             )
         return choices
@@ -202,7 +206,21 @@ def openai_router(state: ServerState) -> APIRouter:
         if req.stream:
             chunks = schema.StreamChunks(False, req.model, used)
             return await stream(folder, encoded, req, req.max_tokens, chunks)
-        choices = await generate(request, folder, encoded, req, req.max_tokens)
+        if req.max_tokens == 0:  # echo only: score the prompt, generate nothing
+            choices = [
+                schema.Choice(text="", finish_reason="length", tokens=0)
+                for _ in range(len(encoded) * req.n)
+            ]
+        else:
+            choices = await generate(request, folder, encoded, req, req.max_tokens)
+        if req.echo or req.logprobs is not None:
+            texts = [
+                p if isinstance(p, str) else tokenizer.decode(p, skip_special_tokens=False)
+                for p in prompts
+            ]
+            await attach_logprobs(
+                state.engine, folder, encoded, texts, choices, req.n, req.logprobs, req.echo
+            )
         return JSONResponse(schema.completion_response(req.model, choices, used))
 
     @router.post("/chat/completions")

@@ -1,8 +1,9 @@
 """OpenAI-compatible request bodies and response objects (the subset evaltune serve speaks).
 
 Requests are validated up front so a bad field is a 400 naming it; fields this server does
-not implement are refused when they would change the answer (``echo``, ``logprobs``,
-``tools``) and otherwise ignored, as OpenAI-compatible servers commonly do. Responses follow
+not implement are refused when they would change the answer (``tools``, and on chat
+``logprobs``) and otherwise ignored, as OpenAI-compatible servers commonly do. Completions
+take ``logprobs`` (up to ``MAX_LOGPROBS`` alternatives) and ``echo`` (``server.logprobs``). Responses follow
 OpenAI's shapes (``text_completion``, ``chat.completion`` and their stream chunks).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,10 +30,15 @@ __all__ = [
 
 MAX_N = 64
 MAX_STOPS = 16
+MAX_LOGPROBS = 20  # top alternatives per position (OpenAI allows 5, vLLM 20)
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
+    # Fields that would change the answer and that this route does not implement: a 400.
+    refused: ClassVar[tuple[str, ...]] = (
+        "logprobs", "top_logprobs", "echo", "tools", "functions", "suffix",
+    )  # fmt: skip
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -55,7 +61,7 @@ class _Request(BaseModel):
     @model_validator(mode="after")
     def _unsupported(self) -> _Request:
         extra = self.model_extra or {}
-        for name in ("logprobs", "top_logprobs", "echo", "tools", "functions", "suffix"):
+        for name in self.refused:
             if extra.get(name) not in (None, False, 0, [], ""):
                 raise ValueError(f"{name} is not supported by evaltune serve")
         return self
@@ -70,15 +76,26 @@ class _Request(BaseModel):
 
 
 class CompletionRequest(_Request):
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
+    refused: ClassVar[tuple[str, ...]] = ("tools", "functions", "suffix")
+    max_tokens: int | None = Field(16, ge=0)  # OpenAI's default for /v1/completions
     prompt: str | list[str] | list[int] | list[list[int]]
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    echo: bool = False
 
     @field_validator("prompt")
     @classmethod
     def _non_empty(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("prompt must not be empty")
+        if isinstance(value, list) and (not value or any(v == [] for v in value)):
+            raise ValueError("prompt must not be empty (nor hold an empty token list)")
         return value
+
+    @model_validator(mode="after")
+    def _scoring(self) -> CompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens 0 generates nothing; it is allowed only with echo: true")
+        if self.stream and (self.echo or self.logprobs is not None):
+            raise ValueError("logprobs and echo are not supported with stream: true")
+        return self
 
 
 class ChatMessage(BaseModel):
@@ -115,6 +132,8 @@ class Choice(BaseModel):
     text: str
     finish_reason: Literal["stop", "length"]
     tokens: int
+    token_ids: list[int] = Field(default_factory=list)
+    logprobs: dict[str, Any] | None = None  # OpenAI's completions object (server.logprobs)
 
 
 def _envelope(kind: str, model: str) -> dict[str, Any]:
@@ -139,7 +158,7 @@ def _usage(prompt_tokens: int, choices: list[Choice]) -> dict[str, int]:
 def completion_response(model: str, choices: list[Choice], prompt_tokens: int) -> dict[str, Any]:
     body = _envelope("text_completion", model)
     body["choices"] = [
-        {"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+        {"index": i, "text": c.text, "logprobs": c.logprobs, "finish_reason": c.finish_reason}
         for i, c in enumerate(choices)
     ]
     body["usage"] = _usage(prompt_tokens, choices)
