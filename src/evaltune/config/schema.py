@@ -371,11 +371,16 @@ class JudgeConfig(_Section):
 SUITE_SOURCES: tuple[str, ...] = ("file", "benchmark", "bundle", "inspect", "nll")
 """The tags of the suite union (``EvalSuiteConfig``); ``suite_source`` picks one per suite."""
 
-GRADER_SETTINGS: dict[str, str] = {"regex": "pattern", "python": "function", "judge": "judge"}
+GRADER_SETTINGS: dict[str, str] = {
+    "regex": "pattern",
+    "python": "function",
+    "judge": "judge",
+    "openai": "openai_grader",
+}
 """The graders that take a suite key of their own, and that key: required with its grader,
 rejected with any other. Every other option of a grader goes in ``grader_options``."""
 
-_GRADER_KEYS = ("grader", "pattern", "function", "judge", "grader_options")
+_GRADER_KEYS = ("grader", "pattern", "function", "judge", "openai_grader", "grader_options")
 _ONLY_FOR = {
     "data_dir": "no data_dir: only a bundle reads one (use `file` otherwise)",
     "task_args": "no task_args: only an `inspect` task takes them",
@@ -453,6 +458,16 @@ Function = Annotated[
 Judge = Annotated[
     JudgeConfig | None,
     Field(description="The `judge` grader's model and rubric. Required there only."),
+]
+OpenAIGraderSpec = Annotated[
+    dict[str, Any] | Annotated[str, Field(min_length=1)] | None,
+    Field(
+        description="The `openai` grader: an OpenAI grader's JSON object (`string_check`, "
+        "`text_similarity`, `python`, `score_model`, `label_model`, `multi`; see "
+        "docs/openai-graders.md) or the path of a `.json` file holding one (relative to the "
+        "config file). Required there only; `grader_options` may add `base_url` and "
+        "`api_key_env` for model graders."
+    ),
 ]
 GraderOptions = Annotated[
     dict[str, Any],
@@ -633,6 +648,7 @@ def _grader_settings(
                 "regex": "a regular expression",
                 "python": "'module:function' or 'file.py:function'",
                 "judge": "a judge",
+                "openai": "an OpenAI grader (its JSON object, or a .json file holding it)",
             }[owner]
             report(key, f"{what}: the {owner} grader needs `{key}`", hide=True)
         elif grader != owner and key in data:
@@ -663,6 +679,7 @@ class FileSuiteConfig(_SuiteConfig):
     pattern: Pattern = None
     function: Function = None
     judge: Judge = None
+    openai_grader: OpenAIGraderSpec = None
     grader_options: GraderOptions = Field(default_factory=dict)
     max_tokens: MaxTokens = None
     temperature: Temperature = 0.0
@@ -694,6 +711,7 @@ class BenchmarkSuiteConfig(_SuiteConfig):
     pattern: Pattern = None
     function: Function = None
     judge: Judge = None
+    openai_grader: OpenAIGraderSpec = None
     grader_options: GraderOptions = Field(default_factory=dict)
     max_tokens: MaxTokens = None
     temperature: Temperature = 0.0
@@ -1255,7 +1273,15 @@ def _is_local_model(value: str) -> bool:
 _PATH_SPEC: dict[str, Any] = {
     "base_model": "model",
     "data": {"train": "files", "validation": "files", "pool": "files"},
-    "evals": [{"file": "file", "data_dir": "file", "function": "pyref", "inspect": "task"}],
+    "evals": [
+        {
+            "file": "file",
+            "data_dir": "file",
+            "function": "pyref",
+            "inspect": "task",
+            "openai_grader": "file",
+        }
+    ],
     "output": {"workspace": "file"},
     "tracking": {"registry": {"path": "file"}, "trackio": {"dir": "file"}},
     "loop": {"selection": {"synthesis": {"generator": "pyref"}}},

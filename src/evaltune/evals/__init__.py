@@ -8,8 +8,10 @@ Three layers, one result type:
    use-case templates);
 3. the application's own: ``graders`` (exact, normalized, numeric, contains, regex, choice),
    ``overlap`` (F1), ``judge`` with ``chat`` (LLM-as-judge on an endpoint or a backend model),
-   ``pyfunc`` (a Python function), ``tutoring``, ``safety`` and ``tools``; ``registry`` is the
-   catalogue that names them all (``GRADER_NAMES``, ``make_grader``).
+   ``pyfunc`` (a Python function), ``tutoring``, ``safety``, ``tools`` and ``openai_graders``
+   (OpenAI grader JSON: string_check, text_similarity, python, score_model, label_model,
+   multi); ``registry`` is the catalogue that names them all (``GRADER_NAMES``,
+   ``make_grader``).
 
 ``generation`` samples a suite of examples in one batch and grades it; ``suites`` holds the
 ``Suite`` protocol the loop evaluates (``evaluate(sampler) -> EvalResult``) and loads its kinds
@@ -41,6 +43,7 @@ from evaltune.evals.graders import (
 from evaltune.evals.judge import RUBRICS, JudgeGrader, parse_score
 from evaltune.evals.nll import NLLResult, sampler_nll, validation_nll
 from evaltune.evals.nll_suite import evaluate_nll
+from evaltune.evals.openai_graders import OpenAIGrader, make_openai_grader
 from evaltune.evals.pyfunc import load_function
 from evaltune.evals.registry import GRADER_NAMES, all_graders, make_grader
 from evaltune.evals.result import (
@@ -85,6 +88,7 @@ __all__ = [
     "MetricChange",
     "NLLResult",
     "NLLSuite",
+    "OpenAIGrader",
     "SampleRecord",
     "Sampler",
     "SamplerChat",
@@ -107,6 +111,7 @@ __all__ = [
     "load_nll_suite",
     "load_suite",
     "make_grader",
+    "make_openai_grader",
     "metric_direction",
     "normalize_text",
     "parse_score",

@@ -17,6 +17,7 @@ factory's keyword arguments (``make_grader`` reports unknown or missing ones):
 | ``tool_call`` | JSON tool call (``tools``) | |
 | ``judge`` | LLM-as-judge (``judge``) | ``backend``, ``rubric``, ``min_score``, ``max_score``, ``pass_score`` |
 | ``python`` | the user's function (``pyfunc``) | ``function`` |
+| ``openai`` | an OpenAI grader's JSON (``openai_graders``) | ``openai_grader``, ``base_url``, ``api_key_env``, ``backend`` |
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from evaltune.evals.benchmarks.humaneval import HumanEvalGrader
 from evaltune.evals.benchmarks.ifeval import IFEvalGrader
 from evaltune.evals.graders import GRADERS, Grader
 from evaltune.evals.judge import JudgeGrader
+from evaltune.evals.openai_graders import make_openai_grader
 from evaltune.evals.overlap import F1Grader
 from evaltune.evals.pyfunc import make_function_grader
 from evaltune.evals.safety import SafetyGrader
@@ -51,6 +53,7 @@ EXTRA_GRADERS: dict[str, Callable[..., Grader]] = {
     "tool_call": ToolCallGrader,
     "judge": JudgeGrader,
     "python": make_function_grader,
+    "openai": make_openai_grader,
 }
 
 GRADER_NAMES: tuple[str, ...] = (*GRADERS, *EXTRA_GRADERS)

@@ -17,6 +17,11 @@ to lose, as with every code benchmark.
 
 ``run_many`` runs programs on a thread pool (``workers``, default the CPU count): the threads
 only wait on child processes, so N programs take about N / workers × the slowest few.
+
+``site_packages`` puts this interpreter's installed packages on the child's path (read only,
+after the limits are set): code that imports numpy or rapidfuzz, as an OpenAI python grader
+may, finds them; HumanEval programs run without. The last ``OUTPUT_TAIL`` bytes a program
+writes to stdout come back as ``RunResult.output``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -33,10 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunResult", "run_many", "run_python"]
+__all__ = ["OUTPUT_TAIL", "RunResult", "run_many", "run_python"]
 
+OUTPUT_TAIL = 64 * 1024
 _BOOT = """\
 import resource, sys
+sys.path.extend({paths!r})
 mem = {memory}
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, ({cpu}, {cpu}))
@@ -53,6 +61,7 @@ class RunResult:
     status: str  # "passed" | "failed" | "timed out"
     detail: str  # the last line of the error, or why it was stopped
     seconds: float = 0.0
+    output: str = ""  # the tail of what it wrote to stdout
 
     @property
     def passed(self) -> bool:
@@ -64,20 +73,30 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_python(program: str, *, timeout: float = 5.0, memory_mb: int = 1024) -> RunResult:
+def _installed() -> list[str]:
+    return [*site.getsitepackages(), site.getusersitepackages()]
+
+
+def run_python(
+    program: str, *, timeout: float = 5.0, memory_mb: int = 1024, site_packages: bool = False
+) -> RunResult:
     """Run ``program`` as ``__main__``; ``passed`` when it exits 0 within the limits."""
-    boot = _BOOT.format(memory=memory_mb * 2**20, cpu=int(timeout) + 1)
+    paths = _installed() if site_packages else []
+    boot = _BOOT.format(memory=memory_mb * 2**20, cpu=int(timeout) + 1, paths=paths)
     env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory(prefix="evaltune-run-") as folder:
         Path(folder, "program.py").write_text(program, encoding="utf-8")
-        with open(Path(folder, "stderr.txt"), "w+b") as stderr:
+        with (
+            open(Path(folder, "stderr.txt"), "w+b") as stderr,
+            open(Path(folder, "stdout.txt"), "w+b") as stdout,
+        ):
             start = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", "-c", boot],
                 cwd=folder,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
             )
@@ -91,8 +110,10 @@ def run_python(program: str, *, timeout: float = 5.0, memory_mb: int = 1024) -> 
             elapsed = time.monotonic() - start
             stderr.seek(0)
             error = _last_line(stderr.read(64 * 1024).decode("utf-8", "replace"))
+            stdout.seek(max(0, stdout.seek(0, os.SEEK_END) - OUTPUT_TAIL))
+            output = stdout.read(OUTPUT_TAIL).decode("utf-8", "replace")
     if code == 0:
-        return RunResult("passed", "all tests passed", elapsed)
+        return RunResult("passed", "all tests passed", elapsed, output)
     if code == -signal.SIGXCPU:
         return RunResult("timed out", "CPU time limit", elapsed)
     if code < 0:
@@ -112,10 +133,15 @@ def run_many(
     timeout: float = 5.0,
     memory_mb: int = 1024,
     workers: int | None = None,
+    site_packages: bool = False,
 ) -> list[RunResult]:
     """``run_python`` over ``programs`` in parallel, results in order."""
     workers = max(1, workers or os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(
-            pool.map(lambda p: run_python(p, timeout=timeout, memory_mb=memory_mb), programs)
+
+    def one(program: str) -> RunResult:
+        return run_python(
+            program, timeout=timeout, memory_mb=memory_mb, site_packages=site_packages
         )
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, programs))
