@@ -75,6 +75,13 @@ def serve(
         float,
         typer.Option(min=0, help="After SIGTERM/Ctrl-C: how long running generations may finish."),
     ] = 10.0,
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where OpenAI fine-tuning files and jobs are kept (default: beside the local "
+            "backend's checkpoints); unfinished jobs there resume at start."
+        ),
+    ] = None,
     runs: Annotated[
         Path | None,
         typer.Option(
@@ -90,10 +97,17 @@ def serve(
         import uvicorn
 
         from evaltune.backends.local import default_checkpoint_dir
+        from evaltune.cli.finetune import LoopJobRunner
         from evaltune.server import ServerConfig, create_app
 
         key, source = _api_key(api_key)
         folder = checkpoint_dir or default_checkpoint_dir()
+        jobs = jobs_dir or default_checkpoint_dir().parent / "jobs"
+        # Fine-tuning jobs run the loop in this process: the same device and dtype find the
+        # engine already loaded instead of loading the model a second time.
+        for name, value in (("EVALTUNE_DEVICE", device), ("EVALTUNE_DTYPE", dtype)):
+            if value:
+                os.environ[name] = value
         named = None
         if runs is not None:
             from evaltune.export import run_adapters
@@ -116,6 +130,8 @@ def serve(
             max_pending=max_pending,
             drain_s=drain_seconds,
             named_adapters=named,
+            jobs_dir=jobs,
+            job_runner=LoopJobRunner(),
         )
         console.print(f"loading {base_model} …")
         app = create_app(config)
@@ -123,6 +139,7 @@ def serve(
         url = f"http://{host}:{port}"
         out.print(f"evaltune serve: {base_model} on {url} ({engine.device}, {engine.dtype})")
         out.print(f"  checkpoints: {folder}")
+        out.print(f"  fine-tuning files and jobs: {jobs}")
         if named is not None:
             out.print(f"  runs: {runs / 'runs'} ({len(named())} adapters now; new runs join)")
         if source == "generated":

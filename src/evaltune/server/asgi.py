@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse
 from evaltune.bridge import CheckpointNotFound
 from evaltune.engine import Engine, get_engine
 from evaltune.errors import EvaltuneError
+from evaltune.server.finetune_routes import finetune_router
 from evaltune.server.http import ApiError, GuardMiddleware, KeyRedactor, error_body
 from evaltune.server.openai_routes import openai_router
 from evaltune.server.state import ServerConfig, ServerState
@@ -126,6 +127,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
         for name in LOGGERS:
             logging.getLogger(name).addFilter(redactor)
         restore_signals = _drain_on_signals(state)
+        state.start()
         try:
             yield
         finally:
@@ -139,7 +141,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     )
     app.state.evaltune = state
     _install_error_handlers(app)
-    for router in (service_router, training_router, rest_router, openai_router):
+    for router in (service_router, training_router, rest_router, openai_router, finetune_router):
         app.include_router(router(state))
     app.add_middleware(
         GuardMiddleware, api_key=config.api_key, max_body_bytes=config.max_body_bytes

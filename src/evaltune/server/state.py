@@ -33,6 +33,8 @@ from evaltune.errors import EngineError
 from evaltune.server.futures import FutureStore
 from evaltune.server.generations import MAX_PENDING, Generations, default_max_tokens
 from evaltune.server.http import ApiError
+from evaltune.server.jobs import JobRunner, Jobs
+from evaltune.server.uploads import FileStore
 
 __all__ = ["SamplerSession", "ServerConfig", "ServerState", "Session", "TrainingModel"]
 
@@ -60,6 +62,10 @@ class ServerConfig:
     # More adapters by name (``evaltune serve --runs``: each finished run's rounds), asked
     # again on every lookup, so runs that finish while the server is up are found too.
     named_adapters: Callable[[], dict[str, Path]] | None = None
+    # OpenAI's files and fine-tuning jobs (``server.jobs``): where they are kept, and who runs
+    # a job (``evaltune serve`` passes the loop's runner); either None: those routes are off.
+    jobs_dir: Path | None = None
+    job_runner: JobRunner | None = None
 
 
 @dataclass
@@ -126,6 +132,13 @@ class ServerState:
         self.samplers: dict[str, SamplerSession] = {}
         self._ephemeral = tempfile.TemporaryDirectory(prefix="evaltune-serve-")
         self._ids = itertools.count()
+        on = config.jobs_dir is not None and config.job_runner is not None
+        self.files = FileStore(config.jobs_dir / "files") if on and config.jobs_dir else None
+        self.jobs = (
+            Jobs(config.jobs_dir / "jobs", config.job_runner)
+            if on and config.jobs_dir and config.job_runner
+            else None
+        )
 
     # -- names ------------------------------------------------------------------------------
     @property
@@ -137,8 +150,10 @@ class ServerState:
         return self.config.served_model_name or self.config.base_model
 
     def named_adapters(self) -> dict[str, Path]:
-        """The extra adapters the server was started with (``ServerConfig.named_adapters``)."""
-        return self.config.named_adapters() if self.config.named_adapters else {}
+        """The extra adapters by name: those the server was started with
+        (``ServerConfig.named_adapters``) and the fine-tuning jobs' models and checkpoints."""
+        named = self.config.named_adapters() if self.config.named_adapters else {}
+        return {**named, **(self.jobs.adapters() if self.jobs else {})}
 
     def base_names(self) -> set[str]:
         """Every name that means the base model: as started, as served, its local folder, and
@@ -266,6 +281,8 @@ class ServerState:
         if self.generations.closing:
             self.generations.cancel_all()
             return
+        if self.jobs is not None:
+            self.jobs.close()  # the running job stops at its next step and resumes next start
         self.generations.close()
         self.futures.cancel_queued()
         for ticket in self.generations.live():
@@ -274,6 +291,13 @@ class ServerState:
         stop.daemon = True
         stop.start()
 
+    def start(self) -> None:
+        """Once the app runs: resume the unfinished fine-tuning jobs."""
+        if self.jobs is not None:
+            self.jobs.start()
+
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.generations.cancel_all()
         self._ephemeral.cleanup()
