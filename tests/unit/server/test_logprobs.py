@@ -29,8 +29,15 @@ def app(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_echo_scores_every_prompt_token_as_lm_eval_reads_them(app) -> None:
     client, engine = app
     prompt = engine.tokenizer("The capital of France is Paris").input_ids
-    body = {"model": "tiny", "prompt": [prompt], "max_tokens": 1, "temperature": 0,
-            "logprobs": 1, "echo": True, "seed": 1234}  # fmt: skip
+    body = {
+        "model": "tiny",
+        "prompt": [prompt],
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": 1,
+        "echo": True,
+        "seed": 1234,
+    }
     choice = client.post("/v1/completions", headers=H, json=body).json()["choices"][0]
     lp = choice["logprobs"]
     assert len(lp["token_logprobs"]) == len(prompt) + 1  # the prompt, then the one generated
@@ -48,8 +55,13 @@ def test_echo_scores_every_prompt_token_as_lm_eval_reads_them(app) -> None:
 
 def test_max_tokens_zero_with_echo_scores_the_prompt_alone(app) -> None:
     client, _ = app
-    body = {"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 0, "echo": True,
-            "logprobs": 3}  # fmt: skip
+    body = {
+        "model": "tiny",
+        "prompt": "The quick brown fox",
+        "max_tokens": 0,
+        "echo": True,
+        "logprobs": 3,
+    }
     choice = client.post("/v1/completions", headers=H, json=body).json()["choices"][0]
     assert choice["text"] == "The quick brown fox"
     assert all(len(t) == 3 for t in choice["logprobs"]["top_logprobs"][1:])
@@ -58,8 +70,13 @@ def test_max_tokens_zero_with_echo_scores_the_prompt_alone(app) -> None:
 
 def test_logprobs_without_echo_cover_the_generated_tokens(app) -> None:
     client, _ = app
-    body = {"model": "tiny", "prompt": "Numbers 0 1 2", "max_tokens": 4, "temperature": 0,
-            "logprobs": 2}  # fmt: skip
+    body = {
+        "model": "tiny",
+        "prompt": "Numbers 0 1 2",
+        "max_tokens": 4,
+        "temperature": 0,
+        "logprobs": 2,
+    }
     data = client.post("/v1/completions", headers=H, json=body).json()
     lp = data["choices"][0]["logprobs"]
     assert len(lp["token_logprobs"]) == data["usage"]["completion_tokens"]
@@ -74,10 +91,16 @@ def test_logprobs_without_echo_cover_the_generated_tokens(app) -> None:
         ("/v1/completions", {"prompt": "hi", "logprobs": 21}, "logprobs"),
         ("/v1/completions", {"prompt": "hi", "echo": True, "stream": True}, "stream"),
         ("/v1/completions", {"prompt": [[]], "echo": True}, "empty token list"),
-        ("/v1/completions", {"prompt": [[10**6]], "echo": True, "max_tokens": 0,
-                             "logprobs": 1}, "outside the vocabulary"),  # fmt: skip
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
-                                  "logprobs": True}, "logprobs is not supported"),  # fmt: skip
+        (
+            "/v1/completions",
+            {"prompt": [[10**6]], "echo": True, "max_tokens": 0, "logprobs": 1},
+            "outside the vocabulary",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "logprobs": True},
+            "logprobs is not supported",
+        ),
     ],
 )
 def test_unsupported_or_bad_scoring_requests_are_400(app, path, body, expected) -> None:
