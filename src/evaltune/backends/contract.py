@@ -79,6 +79,10 @@ class TrainingClient(Protocol):
         self, name: str
     ) -> Future[types.SaveWeightsForSamplerResponse]: ...
 
+    def save_weights_and_get_sampling_client(
+        self, name: str | None = None
+    ) -> Future[SamplingClient]: ...
+
     def get_tokenizer(self) -> Any: ...
 
 
