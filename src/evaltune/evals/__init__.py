@@ -15,7 +15,8 @@ Three layers, one result type:
 
 ``generation`` samples a suite of examples in one batch and grades it; ``suites`` holds the
 ``Suite`` protocol the loop evaluates (``evaluate(sampler) -> EvalResult``) and loads its kinds
-from plain arguments; ``endpoint`` runs one against an OpenAI-compatible server
+from plain arguments; ``lm_eval_suite`` runs an lm-evaluation-harness task as one (the
+``lm-eval`` extra); ``endpoint`` runs one against an OpenAI-compatible server
 (``evaltune bench``); ``result`` is the ``EvalResult`` (records, metrics with confidence
 intervals, JSONL on disk); ``compare`` with ``significance`` compares two results sample by
 sample. Nothing here imports a model or torch: local and Tinker backends are one code path.
@@ -41,6 +42,7 @@ from evaltune.evals.graders import (
     normalize_text,
 )
 from evaltune.evals.judge import RUBRICS, JudgeGrader, parse_score
+from evaltune.evals.lm_eval_suite import LmEvalSuite, load_lm_eval_suite
 from evaltune.evals.nll import NLLResult, sampler_nll, validation_nll
 from evaltune.evals.nll_suite import evaluate_nll
 from evaltune.evals.openai_graders import OpenAIGrader, make_openai_grader
@@ -85,6 +87,7 @@ __all__ = [
     "GradeResult",
     "Grader",
     "JudgeGrader",
+    "LmEvalSuite",
     "MetricChange",
     "NLLResult",
     "NLLSuite",
@@ -108,6 +111,7 @@ __all__ = [
     "leakage_views",
     "load_bundle",
     "load_function",
+    "load_lm_eval_suite",
     "load_nll_suite",
     "load_suite",
     "make_grader",
