@@ -24,6 +24,7 @@ from evaltune.cli.bench import bench
 from evaltune.cli.compare import compare
 from evaltune.cli.console import console, guarded, out, set_debug
 from evaltune.cli.export import export
+from evaltune.cli.feedback import feedback_app
 from evaltune.cli.registry import registry_app
 from evaltune.cli.runs import report, runs, show
 from evaltune.cli.serve import serve
@@ -248,3 +249,4 @@ app.command()(runs)
 app.command()(show)
 app.command()(report)
 app.add_typer(registry_app, name="registry")
+app.add_typer(feedback_app, name="feedback")

@@ -165,6 +165,7 @@ def _wrap_one(value: Any) -> Any:
 
 DataFile = Annotated[str, Field(min_length=1), AfterValidator(_existing_file)]
 FileList = Annotated[tuple[DataFile, ...], BeforeValidator(_wrap_one), Field(strict=False)]
+Method = Literal["sft", "rl", "dpo", "distill"]
 
 
 class _Section(BaseModel):
@@ -295,6 +296,17 @@ class TrainingConfig(_Section):
     seed: int = Field(
         0, ge=0, le=SEED_MAX, description="Seed for adapter init, data order and sampling."
     )
+    method: Method = Field(
+        "sft",
+        description="How a round trains: `sft` (supervised), `rl` (rewards from a grader: see "
+        "`rl`), `dpo` (preference pairs: see `dpo`) or `distill` (from a teacher: see "
+        "`distill`). A policy (`rl_on_plateau`) may switch it between rounds.",
+    )
+    methods: Annotated[tuple[Method, ...], Field(strict=False)] = Field(
+        (),
+        description="A per-round schedule: round k trains with `methods[k-1]`; rounds past its "
+        "end use `method` (or what a policy chose). Empty: every round uses `method`.",
+    )
 
     @field_validator("learning_rate", mode="wrap")
     @classmethod
@@ -312,6 +324,81 @@ class TrainingConfig(_Section):
             return handler(value)
         except ValidationError:
             raise FieldError(f'an integer in [1, {STEPS_MAX}] or "auto"') from None
+
+
+class RLConfig(_Section):
+    """`method: rl` rounds: completions sampled from the current weights in groups, rewards
+    from a grader, group-relative advantages, Tinker's `importance_sampling` or `ppo` loss."""
+
+    suite: str | None = Field(
+        None,
+        description="The eval suite whose grader gives the rewards (against each training "
+        "example's completion); null: the first target suite with a verifiable grader.",
+    )
+    group_size: int = Field(8, ge=2, le=256, description="Completions sampled per prompt.")
+    prompts_per_step: int = Field(8, ge=1, le=4096, description="Prompts per optimizer step.")
+    steps_per_round: Annotated[int, Field(ge=1, le=STEPS_MAX)] | Literal["auto"] = Field(
+        "auto",
+        description='Steps per RL round, or `"auto"`: one pass over the round\'s prompts (at '
+        "least `training.min_steps`).",
+    )
+    loss: Literal["importance_sampling", "ppo"] = Field(
+        "importance_sampling", description="The policy-gradient loss (Tinker's names)."
+    )
+    temperature: float = Field(1.0, gt=0, le=2, description="Sampling temperature of rollouts.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=65_536, description="Tokens per completion; null: the reward suite's."
+    )
+    normalize_advantages: bool = Field(
+        False, description="Divide each group's advantages by its standard deviation."
+    )
+    lr_factor: float = Field(
+        1.0, gt=0, le=100, description="An RL round's learning rate: the plan's × this."
+    )
+
+
+class DPOConfig(_Section):
+    """`method: dpo` rounds: preference pairs, DPO's loss against the round's starting weights."""
+
+    pairs: FileList = Field(
+        (),
+        description="Files of pairs `{prompt, chosen, rejected}` (scored feedback `{prompt, "
+        "response, score}` in them becomes pairs too); the run's feedback store "
+        "(`evaltune feedback add`) is added to them.",
+    )
+    beta: float = Field(0.1, gt=0, le=100, description="DPO's β: how far from the reference.")
+    steps_per_round: Annotated[int, Field(ge=1, le=STEPS_MAX)] | Literal["auto"] = Field(
+        "auto",
+        description='Steps per DPO round, or `"auto"`: `training.passes` over the pairs in '
+        "batches of `training.batch_size` (at least `training.min_steps`).",
+    )
+    lr_factor: float = Field(
+        1.0, gt=0, le=100, description="A DPO round's learning rate: the plan's × this."
+    )
+
+
+class DistillConfig(_Section):
+    """`method: distill` rounds: learn from a teacher model the backend loads."""
+
+    teacher: str | None = Field(
+        None,
+        description="The teacher: a model the backend loads (an alias, a folder, a Hugging "
+        "Face id) or a checkpoint path (`tinker://…`).",
+    )
+    mode: Literal["on_policy", "off_policy"] = Field(
+        "on_policy",
+        description="`on_policy`: the student samples, the teacher's logprobs of those tokens "
+        "give per-token advantages (reverse KL); `off_policy`: the teacher writes completions "
+        "for the round's prompts and the student trains on them (SFT).",
+    )
+    kl_coef: float = Field(1.0, gt=0, le=100, description="On-policy: advantage = −coef × KL.")
+    prompts_per_step: int = Field(8, ge=1, le=4096, description="On-policy: prompts per step.")
+    max_tokens: int = Field(64, ge=1, le=65_536, description="Tokens per sampled completion.")
+    steps_per_round: Annotated[int, Field(ge=1, le=STEPS_MAX)] | Literal["auto"] = Field(
+        "auto",
+        description='On-policy steps per round, or `"auto"`: one pass over the round\'s '
+        "prompts (at least `training.min_steps`).",
+    )
 
 
 class JudgeConfig(_Section):
@@ -1200,6 +1287,11 @@ class RunConfig(_Section):
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="Optimizer settings per round."
     )
+    rl: RLConfig = Field(default_factory=RLConfig, description="`method: rl` rounds.")
+    dpo: DPOConfig = Field(default_factory=DPOConfig, description="`method: dpo` rounds.")
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig, description="`method: distill` rounds."
+    )
     evals: Annotated[tuple[EvalSuiteConfig, ...], Field(strict=False)] = Field(
         min_length=1, description="Evaluation suites: at least one, with unique names."
     )
@@ -1247,6 +1339,26 @@ class RunConfig(_Section):
                     stack.append(((*loc, key), item))
         return extras
 
+    @model_validator(mode="after")
+    def _method_inputs(self) -> RunConfig:
+        methods = {self.training.method, *self.training.methods}
+        if "distill" in methods and self.distill.teacher is None:
+            raise FieldError(
+                "a teacher model when a round trains with method distill",
+                loc=("distill", "teacher"),
+                found=None,
+            )
+        names = [s.name for s in self.evals]
+        if self.rl.suite is not None and self.rl.suite not in names:
+            hint = did_you_mean(self.rl.suite, names)
+            raise FieldError(
+                f"the name of one of the eval suites ({', '.join(names)})"
+                + (f"; did you mean '{hint}'?" if hint else ""),
+                loc=("rl", "suite"),
+                found=self.rl.suite,
+            )
+        return self
+
     def resolve_paths(self, base_dir: str | Path) -> RunConfig:
         """A copy with every relative path (data, eval files, workspace, ``./`` model) made
         absolute against ``base_dir``; for configs built in code (``load_config`` does this)."""
@@ -1283,6 +1395,8 @@ _PATH_SPEC: dict[str, Any] = {
         }
     ],
     "output": {"workspace": "file"},
+    "dpo": {"pairs": "files"},
+    "distill": {"teacher": "model"},
     "tracking": {"registry": {"path": "file"}, "trackio": {"dir": "file"}},
     "loop": {"selection": {"synthesis": {"generator": "pyref"}}},
 }

@@ -42,6 +42,7 @@ __all__ = [
     "default_id",
     "load_examples",
     "load_many",
+    "read_records",
 ]
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -64,6 +65,33 @@ def load_many(paths: Iterable[str | Path]) -> list[Example]:
     if problems:
         raise DataError(_summarise(problems))
     return examples
+
+
+def read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """The raw records (JSON objects) of one data file with their ``file:position``, read with
+    the same bounds as examples; a ``DataError`` lists every problem."""
+    path = Path(path)
+    readers = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        choices = ", ".join(SUPPORTED_SUFFIXES)
+        raise DataError(f"{path}: unknown data file type '{path.suffix}'; use one of: {choices}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    problems: list[str] = []
+    out = []
+    for pos, record in reader(path, problems):
+        if isinstance(record, dict):
+            out.append((f"{path}:{pos}", record))
+        else:
+            problems.append(
+                f"{path}:{pos}: expected a JSON object (a record); found {_kind(record)}"
+            )
+    if not out and not problems:
+        problems.append(f"{path}: file is empty; expected at least one record")
+    if problems:
+        raise DataError(_summarise(problems))
+    return out
 
 
 def default_id(source: str) -> str:

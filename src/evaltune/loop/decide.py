@@ -126,7 +126,14 @@ def decide_next(
         if limit is not None and used > limit:
             return Decision(True, "budget", note=f"spent {used:g} {key} of a budget of {limit:g}")
     trained = [r for r in rounds if r["round"] > 0]
-    if plateau_rounds and len(trained) > plateau_rounds:
+    # a change of method starts a new stretch: the plateau window holds one method's rounds
+    method = last.get("method", "sft")
+    stretch = 0
+    for r in reversed(trained):
+        if r.get("method", "sft") != method:
+            break
+        stretch += 1
+    if plateau_rounds and len(trained) > plateau_rounds and stretch >= plateau_rounds:
         best_before = max(target_score(r, rules) for r in trained[:-plateau_rounds])
         recent = max(target_score(r, rules) for r in trained[-plateau_rounds:])
         if recent < best_before + min_improvement:

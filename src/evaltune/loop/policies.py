@@ -10,7 +10,9 @@ a small function ``(plan, context) -> (plan, note)`` registered by name in ``POL
   that round trains a fresh adapter on all the data selected so far;
 - ``more_steps``: while validation loss still falls, steps × ``loop.steps_growth`` (capped);
 - ``bayes``: an Optuna TPE study proposes the learning rate from the rounds so far (each
-  round's learning rate factor is a trial, its gain in target score the value).
+  round's learning rate factor is a trial, its gain in target score the value);
+- ``rl_on_plateau``: when SFT rounds stop raising the target score and a target suite has a
+  verifiable grader, the next rounds train with RL (rewards from that grader).
 
 A round that broke a guard is handled before any policy: the next round restarts from the best
 round that held every guard, with the learning rate × ``loop.guard_backoff``. So is a round whose
@@ -48,6 +50,7 @@ class Plan:
     rank: int
     restart_from: str | None = None  # a save_state path; None = continue the current adapter
     fresh_adapter: bool = False  # True: a new adapter (new rank, or no good round to go back to)
+    method: str = "sft"  # sft | rl | dpo | distill (loop/methods.py)
 
 
 def lora_parameter_count(
@@ -131,6 +134,7 @@ class PolicyContext:
     base_lr: float
     lora_params: int | None
     completion_tokens: int
+    verifiable: tuple[str, ...] = ()  # target suites whose grader a program computes
 
     @property
     def trained(self) -> list[Round]:
@@ -184,6 +188,29 @@ def bayes(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
     return replace(plan, lr=lr), f"bayes: Optuna proposes lr {lr:.3g}"
 
 
+def rl_on_plateau(plan: Plan, ctx: PolicyContext) -> tuple[Plan, str | None]:
+    """SFT → RL once the last SFT round did not raise the target score above every round before
+    it (one round before the plateau stop would end the run), when there are rewards to be had:
+    a target suite with a verifiable grader."""
+    if plan.method != "sft" or not ctx.verifiable:
+        return plan, None
+    sft = [r for r in ctx.trained if r.get("method", "sft") == "sft"]
+    baseline = baseline_of(ctx.rounds)
+    before = [*([baseline] if baseline else []), *sft[:-1]]
+    if not sft or not before:
+        return plan, None
+    best_before = max(target_score(r, ctx.rules) for r in before)
+    last = target_score(sft[-1], ctx.rules)
+    if last > best_before + ctx.loop["min_improvement"]:
+        return plan, None
+    note = (
+        f"rl_on_plateau: SFT round {sft[-1]['round']} did not raise the target score "
+        f"({last:.3f}, best before {best_before:.3f}): RL from now on, rewards from "
+        f"{ctx.verifiable[0]}'s grader"
+    )
+    return replace(plan, method="rl"), note
+
+
 # The names a config may list in `loop.policies`: the one list (loop.context hands it to the
 # config, which checks against it).
 POLICIES: dict[str, Policy] = {
@@ -191,6 +218,7 @@ POLICIES: dict[str, Policy] = {
     "capacity": capacity,
     "more_steps": more_steps,
     "bayes": bayes,
+    "rl_on_plateau": rl_on_plateau,
 }
 
 
@@ -204,6 +232,7 @@ def next_plan(
     base_lr: float,
     lora_params: int | None,
     completion_tokens: int,
+    verifiable: Sequence[str] = (),
 ) -> tuple[Plan, list[str]]:
     """The plan for the round after ``rounds[-1]``, and one note per change made."""
     notes: list[str] = []
@@ -245,7 +274,9 @@ def next_plan(
                 f"{best['round']}, lr × {loop['guard_backoff']}"
             )
             return plan, notes
-    context = PolicyContext(rounds, rules, loop, base_lr, lora_params, completion_tokens)
+    context = PolicyContext(
+        rounds, rules, loop, base_lr, lora_params, completion_tokens, tuple(verifiable)
+    )
     for name in policies:
         plan, note = POLICIES[name](plan, context)
         if note:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from evaltune.loop.allocate import ALL
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
+from evaltune.loop.methods import METHODS, RoundInputs, verifiable_suites
 from evaltune.loop.noise import compare_rounds
 from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, next_plan
 from evaltune.loop.probe import probe_learning_rate
@@ -248,7 +249,10 @@ class _Loop:
         if self.state.plan is None:
             t = self.cfg.training
             steps = 0 if t.steps_per_round == "auto" else t.steps_per_round  # 0: follow the data
-            self.state.plan = asdict(Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank))
+            method = t.methods[0] if t.methods else t.method
+            self.state.plan = asdict(
+                Plan(self.ctx.learning_rate, steps, self.cfg.lora.rank, method=method)
+            )
         return Plan(**self.state.plan)
 
     def _steps(self, plan: Plan, n: int, replay: int = 0) -> int:
@@ -270,6 +274,8 @@ class _Loop:
 
     def train(self, k: int) -> dict[str, Any]:
         t, plan = self.cfg.training, self._plan()
+        if plan.method != "sft":
+            return self._train_method(k, plan)
         data = self.state.round_data if self.adaptive else None
         if data is not None:
             keys = data["new"] + data["replay"]
@@ -379,6 +385,98 @@ class _Loop:
             self.state.round_data = None
         return record
 
+    def _round_examples(self) -> list[Example]:
+        """The examples a round trains on: the bandit's new and replayed ones, or the training
+        data and the pool selection so far."""
+        data = self.state.round_data if self.adaptive else None
+        if data is not None:
+            return [self.examples[key] for key in dict.fromkeys(data["new"] + data["replay"])]
+        added = [self.pool[i] for i in self.state.selected_ids if i in self.pool]
+        return [*self.ctx.train_examples, *added]
+
+    def _train_method(self, k: int, plan: Plan) -> dict[str, Any]:
+        """A round of ``rl``, ``dpo`` or ``distill`` (``loop/methods.py``)."""
+        examples = self._round_examples()
+        self.rep.message(
+            f"round {k} · training with {plan.method} on {len(examples)} examples at lr "
+            f"{plan.lr:.3g} (rank {plan.rank})"
+        )
+        tc = self._training_client(plan)
+        task = f"train-{k}"
+        self.rep.start(task, f"round {k} · {plan.method}", 0)
+        done = 0
+
+        steps: list[dict[str, Any]] = []
+
+        def on_step(event: dict[str, Any]) -> None:
+            nonlocal done
+            done += 1
+            self.run.event("step", round=k, **event)
+            shown = {key.split("/")[-1]: v for key, v in event.items()}
+            steps.append(shown)
+            info = ", ".join(
+                f"{name} {shown[name]:.3g}"
+                for name in ("reward", "loss", "margin", "reverse_kl")
+                if isinstance(shown.get(name), float)
+            )
+            self.rep.advance(task, done, info)
+
+        seed = self.cfg.training.seed * 1000 + k
+        result = METHODS[plan.method](
+            RoundInputs(
+                cfg=self.cfg,
+                ctx=self.ctx,
+                client=tc,
+                examples=examples,
+                lr=plan.lr,
+                seed=seed,
+                step_offset=self.state.global_step,
+                run_path=self.run.path,
+                on_step=on_step,
+            )
+        )
+        self.rep.finish(task)
+        for note in result.notes:
+            self.rep.message(f"round {k} · {note}")
+        plan = Plan(
+            plan.lr, result.steps, plan.rank, plan.restart_from, plan.fresh_adapter, plan.method
+        )
+        self.run.write_json(
+            f"rounds/{k}/plan.json",
+            {"round": k, **asdict(plan), "seed": seed, "train_examples": len(examples)},
+        )
+        state_path = tc.save_state(f"round-{k}", overwrite=True).result().path
+        sampler_path = tc.save_weights_for_sampler(f"round-{k}").result().path
+        self.run.write_json(f"rounds/{k}/train.json", {**result.summary, "steps": steps})
+        self.state.global_step += result.steps
+        self.state.tokens += result.tokens
+        self.state.last_state_path = state_path
+        checkpoint = {"state": state_path, "sampler": sampler_path}
+        folder = CheckpointStore(self.run.checkpoints).local_folder(sampler_path)
+        if folder is not None:
+            checkpoint["sampler_folder"] = str(folder)
+        data = self.state.round_data if self.adaptive else None
+        record = new_round(
+            k,
+            Phase.TRAINED,
+            lr=plan.lr,
+            steps=result.steps,
+            rank=plan.rank,
+            train=result.summary,
+            checkpoint=checkpoint,
+            method=plan.method,
+        )
+        if data is not None:
+            record["data"] = {
+                "new": len(data["new"]),
+                "replay": len(data["replay"]),
+                "by_tag": data["by_tag"],
+                "quotas": data["quotas"],
+            }
+            self.state.trained += [key for key in data["new"] if key not in self.state.trained]
+            self.state.round_data = None
+        return record
+
     def evaluate_round(self, record: dict[str, Any]) -> None:
         k = record["round"]
         sampler_path = record["checkpoint"]["sampler"]
@@ -464,7 +562,12 @@ class _Loop:
             base_lr=self.base_lr,
             lora_params=params,
             completion_tokens=self.ctx.completion_tokens,
+            verifiable=[suite.name for suite in verifiable_suites(self.ctx)],
         )
+        schedule = self.cfg.training.methods
+        if record["round"] < len(schedule) and schedule[record["round"]] != plan.method:
+            plan = replace(plan, method=schedule[record["round"]])
+            notes.append(f"schedule: round {record['round'] + 1} trains with {plan.method}")
         self.state.plan = asdict(plan)
         if self.adaptive:
             self._plan_adaptive(record, plan, notes)
@@ -708,7 +811,7 @@ class _Loop:
         selection = self._describe(data)
         stalled = [t for t, st in data.states.items() if st["status"] == "stalled"]
         new_pool = len(data.new)
-        if new_pool == 0 and not plan.fresh_adapter:
+        if new_pool == 0 and not plan.fresh_adapter and plan.method == "sft":
             # Nothing new to add: consolidation rounds (more passes over everything not
             # stalled) go on until the plateau rule stops them, unless the data is memorised.
             # ... but a tag that can still gain whose own examples are not fitted yet

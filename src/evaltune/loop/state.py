@@ -88,6 +88,7 @@ def new_round(k: int, phase: Phase, **fields_: Any) -> dict[str, Any]:
         "checkpoint": None,
         "evals": {},
         "val_nll": None,
+        "method": "sft",
     }
     unknown = set(fields_) - set(record) - {"data"}
     assert not unknown, f"unknown round fields {sorted(unknown)}"

@@ -76,7 +76,7 @@ def render_report(summary: dict[str, Any]) -> str:
     for note in summary.get("notes", []):
         lines.append(f"- data: {note}")
     lines += ["", "## Rounds", ""]
-    head = ["round", "lr", "steps", "train loss"]
+    head = ["round", "method", "lr", "steps", "train loss"]
     for r in rules:
         sign = "≥" if r.higher_is_better else "≤"
         goal = f" ({sign} {r.threshold})" if r.role == "target" and r.threshold is not None else ""
@@ -87,6 +87,7 @@ def render_report(summary: dict[str, Any]) -> str:
         train = rd.get("train") or {}
         row = [
             "baseline" if rd["round"] == 0 else str(rd["round"]),
+            "–" if rd["round"] == 0 else rd.get("method", "sft"),
             "–" if rd.get("lr") is None else f"{rd['lr']:.3g}",
             _fmt(train.get("steps")),
             _fmt(train.get("final_loss")),
@@ -115,7 +116,7 @@ def render_report(summary: dict[str, Any]) -> str:
         for tag in tags:
             vals = [_fmt(tag_accuracy(rd, r.name).get(tag)) for rd in summary["rounds"]]
             lines.append(f"| {tag} | " + " | ".join(vals) + " |")
-    lines += _probe_section(summary) + _tag_section(summary)
+    lines += _probe_section(summary) + _methods_section(summary) + _tag_section(summary)
     lines += _selection_section(summary) + _failure_section(summary)
     lines += ["", "## Decisions", ""]
     for rd in summary["rounds"]:
@@ -159,6 +160,37 @@ def _probe_section(summary: dict[str, Any]) -> list[str]:
             f"{_fmt(c['val_nll'])} |"
         )
     return lines
+
+
+def _methods_section(summary: dict[str, Any]) -> list[str]:
+    """What each RL, DPO or distillation round optimised, first step → last."""
+    rows = []
+    for rd in summary["rounds"]:
+        t = rd.get("train") or {}
+        method = rd.get("method", "sft")
+        if method == "rl":
+            what = (
+                f"mean reward {_fmt(t.get('first_reward'))} → {_fmt(t.get('final_reward'))} "
+                f"(groups with signal {_fmt(t.get('mean_signal'))}; rewards from "
+                f"{t.get('reward_suite')})"
+            )
+        elif method == "dpo":
+            what = (
+                f"{t.get('pairs')} pairs: loss {_fmt(t.get('first_loss'))} → "
+                f"{_fmt(t.get('final_loss'))}, reward margin {_fmt(t.get('final_margin'))}, "
+                f"accuracy {_fmt(t.get('final_accuracy'))}"
+            )
+        elif method == "distill" and t.get("mode") == "off_policy":
+            what = f"{t.get('written')} completions written by {t.get('teacher')}, trained as SFT"
+        elif method == "distill":
+            what = (
+                f"reverse KL to {t.get('teacher')} {_fmt(t.get('first_reverse_kl'))} → "
+                f"{_fmt(t.get('final_reverse_kl'))}"
+            )
+        else:
+            continue
+        rows.append(f"- round {rd['round']} ({method}): {what}")
+    return ["", "## Training methods", "", *rows] if rows else []
 
 
 def _rates(st: dict[str, Any]) -> str:

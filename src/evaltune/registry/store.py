@@ -19,6 +19,7 @@ import getpass
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,22 @@ CREATE TABLE IF NOT EXISTS status_changes (
     why TEXT NOT NULL
 );
 """
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """WAL mode. Switching to it takes an exclusive lock and SQLite does not wait for that one
+    through the busy timeout: two processes creating the registry at once could see "database
+    is locked". The switch is retried (WAL is then a property of the file: later connections
+    find it set, and setting it again needs no lock)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class RegistryError(EvaltuneError, RuntimeError):
@@ -113,7 +130,7 @@ class Registry:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:

@@ -156,6 +156,15 @@ def test_plateau_compares_the_recent_window_with_the_best_before() -> None:
     assert decide(rounds[:3], plateau_rounds=1).reason == "plateau"
 
 
+def test_a_change_of_method_starts_a_new_plateau_window() -> None:
+    rounds = [rnd(0, qa=0.0), rnd(1, qa=0.5), rnd(2, qa=0.4), rnd(3, qa=0.45)]
+    assert decide(rounds, plateau_rounds=2).reason == "plateau"
+    rounds[3]["method"] = "rl"  # round 3 is the first RL round: RL has had one round
+    assert decide(rounds, plateau_rounds=2).reason == "continue"
+    rounds.append({**rnd(4, qa=0.45), "method": "rl"})  # two RL rounds, no gain: plateau
+    assert decide(rounds, plateau_rounds=2).reason == "plateau"
+
+
 def test_plateau_needs_more_trained_rounds_than_the_window() -> None:
     rounds = [rnd(0, qa=0.5), rnd(1, qa=0.0)]  # one trained round, worse than the baseline
     assert decide(rounds, plateau_rounds=1, min_improvement=0.5).reason == "continue"
@@ -334,15 +343,15 @@ def test_render_report_round_table() -> None:
     assert lines[0] == "# evaltune run 20260101-000000-unit"
     assert "stop reason: **target_met** after 1 training round(s)" in text
     header = (
-        "| round | lr | steps | train loss | qa accuracy (≥ 0.8) | safe accuracy | val NLL "
-        "| vs best so far (paired) | decision |"
+        "| round | method | lr | steps | train loss | qa accuracy (≥ 0.8) | safe accuracy "
+        "| val NLL | vs best so far (paired) | decision |"
     )
     assert header in lines
-    assert lines[lines.index(header) + 1] == "|---|---|---|---|---|---|---|---|---|"
-    assert "| baseline | – | – | – | 0.375 [0.10, 0.60] | 0.900 | – | – | – |" in lines
+    assert lines[lines.index(header) + 1] == "|---|---|---|---|---|---|---|---|---|---|"
+    assert "| baseline | – | – | – | – | 0.375 [0.10, 0.60] | 0.900 | – | – | – |" in lines
     assert (
-        "| 1 | 0.01 | 3 | 1.235 | 0.875 | 0.850 | 2.500 | +0.50 vs round 0 (+2/−0, p=0.5): "
-        "noise | target_met |"
+        "| 1 | sft | 0.01 | 3 | 1.235 | 0.875 | 0.850 | 2.500 | +0.50 vs round 0 (+2/−0, "
+        "p=0.5): noise | target_met |"
     ) in lines
     assert "- round 1: target_met — round 1 met every target" in lines
 
@@ -377,11 +386,11 @@ def test_render_report_shows_small_learning_rates() -> None:
     rounds = [tagged(0, "qa", geo=0.5), tagged(1, "qa", geo=0.5), tagged(2, "qa", geo=0.5)]
     rounds[1]["lr"], rounds[2]["lr"] = 0.01, 0.005
     text = render_report(summary_of(rounds, suites=[QA.__dict__]))
-    lr_cells = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 1 |")]
-    lr_cells += [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 2 |")]
+    lr_cells = [line.split(" | ")[2] for line in text.splitlines() if line.startswith("| 1 |")]
+    lr_cells += [line.split(" | ")[2] for line in text.splitlines() if line.startswith("| 2 |")]
     assert len(lr_cells) == 2
     assert lr_cells[0] != lr_cells[1]  # 0.01 and 0.005 must not print alike
     rounds[1]["lr"] = 1.2e-3  # Gemma 3 270M's auto learning rate
     text = render_report(summary_of(rounds, suites=[QA.__dict__]))
     row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
-    assert row.split(" | ")[1] not in ("0.00", "0")
+    assert row.split(" | ")[2] not in ("0.00", "0")

@@ -138,6 +138,7 @@ def plan_after(
     lora_params: int | None = None,
     completion_tokens: int = 0,
     base_lr: float = 1e-3,
+    verifiable: tuple[str, ...] = (),
     **loop: Any,
 ) -> tuple[Plan, list[str]]:
     return next_plan(
@@ -149,6 +150,7 @@ def plan_after(
         base_lr=base_lr,
         lora_params=lora_params,
         completion_tokens=completion_tokens,
+        verifiable=verifiable,
     )
 
 
@@ -397,3 +399,30 @@ def test_broken_guard_restart_takes_the_rank_of_the_round_it_restarts_from() -> 
     plan, _ = plan_after(rounds, ("capacity",), Plan(1e-3, 10, 16), rules=(QA, SAFE))
     assert plan.restart_from == "state-1"
     assert plan.rank == 8
+
+
+# -- rl_on_plateau ----------------------------------------------------------------------------
+def test_rl_on_plateau_switches_when_the_last_sft_round_did_not_gain() -> None:
+    rising = [rnd(0), rnd(1, qa=0.3), rnd(2, qa=0.5)]
+    flat = [rnd(0), rnd(1, qa=0.3), rnd(2, qa=0.3)]
+    plan, notes = plan_after(flat, ("rl_on_plateau",), verifiable=("qa",))
+    assert plan.method == "rl"
+    assert "rl_on_plateau" in notes[0] and "qa's grader" in notes[0]
+    # still gaining: SFT goes on
+    assert plan_after(rising, ("rl_on_plateau",), verifiable=("qa",))[0].method == "sft"
+    # no verifiable target suite (a judge, say): nothing to reward with, SFT goes on
+    assert plan_after(flat, ("rl_on_plateau",))[0].method == "sft"
+    # a round that did not beat the baseline is a plateau too
+    assert (
+        plan_after([rnd(0, qa=0.2), rnd(1, qa=0.1)], ("rl_on_plateau",), verifiable=("qa",))[
+            0
+        ].method
+        == "rl"
+    )
+
+
+def test_rl_on_plateau_leaves_a_non_sft_plan_alone() -> None:
+    flat = [rnd(0), rnd(1, qa=0.3), rnd(2, qa=0.3)]
+    dpo = Plan(lr=1e-3, steps=10, rank=8, method="dpo")
+    plan, notes = plan_after(flat, ("rl_on_plateau",), dpo, verifiable=("qa",))
+    assert (plan.method, notes) == ("dpo", [])

@@ -152,8 +152,17 @@ def test_rl_with_ppo_and_a_constant_reward_trains_nothing(
     assert [s.signal for s in result.steps] == [0.0, 0.0]
     assert [s.tokens for s in result.steps] == [0, 0]  # no group had signal: no step taken
     with pytest.raises(TrainingError, match="choose one of"):
-        run_rl_round(client, prompts, lambda _, cs: [], steps=1, prompts_per_step=1,
-                     group_size=1, learning_rate=1e-3, seed=0, loss_fn="reinforce")  # fmt: skip
+        run_rl_round(
+            client,
+            prompts,
+            lambda _, cs: [],
+            steps=1,
+            prompts_per_step=1,
+            group_size=1,
+            learning_rate=1e-3,
+            seed=0,
+            loss_fn="reinforce",
+        )
 
 
 def test_dpo_raises_the_margin_and_the_implicit_reward_accuracy(
