@@ -15,6 +15,7 @@ yet) and a run config the runner refuses are each a 400 that says what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -109,12 +110,13 @@ def finetune_router(state: ServerState) -> APIRouter:
     async def upload_file(request: Request) -> dict[str, Any]:
         jobs, files = enabled()
         filename, data, purpose = await _upload(request, limit)
-        if purpose == "fine-tune":
-            check_chat_jsonl(data, filename)
+        if purpose == "fine-tune":  # off the event loop: a large file takes a while to check
+            await asyncio.to_thread(check_chat_jsonl, data, filename)
         info = files.add(data, filename, purpose)
         if purpose == "fine-tune":
             try:
-                jobs.runner.check_file(files.get(info["id"]).path, filename)
+                path = files.get(info["id"]).path
+                await asyncio.to_thread(jobs.runner.check_file, path, filename)
             except EvaltuneError as exc:
                 files.delete(info["id"])
                 raise ApiError(400, str(exc)) from None
@@ -170,7 +172,7 @@ def finetune_router(state: ServerState) -> APIRouter:
             extension=resolve_ids(req.evaltune or {}, "evaltune"),
         )
         try:
-            jobs.runner.check_job(spec)
+            await asyncio.to_thread(jobs.runner.check_job, spec)
         except EvaltuneError as exc:
             raise ApiError(400, str(exc)) from None
         job = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -87,9 +88,14 @@ class JobRunner(Protocol):
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The objects of a JSONL file; a line cut short by a kill is left out."""
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return items
 
 
 class _Job:
@@ -120,8 +126,15 @@ class _Job:
             self.save()
 
     def append(self, name: str, item: dict[str, Any]) -> None:
-        with self.lock, open(self.folder / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(item) + "\n")
+        """One line, written in one call; after a kill mid-line the next starts afresh."""
+        line = json.dumps(item) + "\n"
+        with self.lock, open(self.folder / name, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode("utf-8"))
 
     def events(self) -> list[dict[str, Any]]:
         return _jsonl(self.folder / "events.jsonl")

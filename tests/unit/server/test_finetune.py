@@ -236,6 +236,8 @@ def test_unfinished_jobs_resume_when_the_server_starts_again(
         body = {"model": "tiny", "training_file": file_id}
         job = client.post("/v1/fine_tuning/jobs", headers=H, json=body).json()
         wait_for(client, job["id"], "running")
+        while not runner.runs:  # in the runner: "running" is on disk (not only in memory)
+            time.sleep(0.01)
     # the app stopped with the job running: it stays running on disk, its files and events too
     again = Runner(tmp_path)
     again.go.set()

@@ -53,7 +53,7 @@ class Formula:
                     f"graders are: {', '.join(names)}"
                 )
         formula = cls(text, tree)
-        formula.evaluate(dict.fromkeys(names, 1.0), where)  # every construct is allowed
+        formula.evaluate(dict.fromkeys(names, 0.5), where)  # every construct is allowed
         return formula
 
     def evaluate(self, values: Mapping[str, float], where: str) -> float:
