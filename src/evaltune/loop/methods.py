@@ -29,6 +29,7 @@ from tinker import types
 from evaltune.backends.contract import TrainingClient
 from evaltune.config import RunConfig
 from evaltune.data import Example
+from evaltune.data.dedup import remove_overlap
 from evaltune.data.preferences import (
     FEEDBACK_FILE,
     Feedback,
@@ -38,7 +39,7 @@ from evaltune.data.preferences import (
 )
 from evaltune.errors import ConfigError, TrainingError
 from evaltune.evals.generation import sampling_stop
-from evaltune.evals.suites import Suite
+from evaltune.evals.suites import Suite, leakage_views
 from evaltune.loop.context import RunContext
 from evaltune.train import run_distill_round, run_dpo_round, run_rl_round, run_sft_round
 from evaltune.train.dpo import DPOPair
@@ -162,6 +163,12 @@ def rl_round(inputs: RoundInputs) -> MethodResult:
     notes = []
     tokens = 0
     scored = _feedback(inputs.run_path)[1]
+    kept = _outside_evals(ctx, [f.prompt for f in scored])
+    if len(kept) < len(scored):
+        notes.append(
+            f"dropped {len(scored) - len(kept)} feedback rows whose prompt is an eval item's"
+        )
+    scored = [f for i, f in enumerate(scored) if i in kept]
     if scored:
         tokens += _train_feedback(inputs, scored)
         notes.append(f"{len(scored)} scored responses from the feedback store trained as rewards")
@@ -245,6 +252,11 @@ def dpo_round(inputs: RoundInputs) -> MethodResult:
     prefs = load_preferences(list(cfg.dpo.pairs)) if cfg.dpo.pairs else []
     from_feedback, scored = _feedback(inputs.run_path)
     prefs += from_feedback + pairs_from_scores(scored)
+    kept = _outside_evals(ctx, [p.prompt for p in prefs])
+    notes = []
+    if len(kept) < len(prefs):
+        notes.append(f"dropped {len(prefs) - len(kept)} pairs whose prompt is an eval item's")
+    prefs = [p for i, p in enumerate(prefs) if i in kept]
     if not prefs:
         raise TrainingError(
             "a DPO round needs preference pairs: set dpo.pairs, or add pairs or scored "
@@ -279,7 +291,17 @@ def dpo_round(inputs: RoundInputs) -> MethodResult:
         grad_clip_norm=cfg.training.grad_clip_norm,
         on_step=lambda m: inputs.on_step(m.to_event()),
     )
-    return MethodResult({**result.summary(), "pairs": len(pairs)}, len(result.steps), result.tokens)
+    summary = {**result.summary(), "pairs": len(pairs)}
+    return MethodResult(summary, len(result.steps), result.tokens, notes)
+
+
+def _outside_evals(ctx: RunContext, prompts: Sequence[str]) -> set[int]:
+    """The indices of ``prompts`` that are no eval suite's prompt (the contamination guard the
+    training data gets: normalised prompts, see ``data.dedup``)."""
+    views = [view for suite, _ in ctx.suites for view in leakage_views(suite.examples)]
+    probes = [Example.single_turn(str(i), text, "-") for i, text in enumerate(prompts)]
+    kept, _ = remove_overlap(probes, views, match_ids=False)
+    return {int(ex.id) for ex in kept}
 
 
 def _completion(renderer: Any, prompt: str, completion: str) -> list[int]:
@@ -322,7 +344,10 @@ def distill_round(inputs: RoundInputs) -> MethodResult:
 
 
 def _teacher(ctx: RunContext, teacher: str) -> Any:
-    if teacher.startswith("tinker://"):
+    """A checkpoint (``tinker://…``, or an adapter folder such as a run's best round) on its
+    base model; anything else is a model the backend loads."""
+    folder = Path(teacher)
+    if teacher.startswith("tinker://") or (folder / "adapter_config.json").is_file():
         return ctx.service.create_sampling_client(model_path=teacher).result()
     return ctx.service.create_sampling_client(base_model=teacher).result()
 
