@@ -205,6 +205,7 @@ class _Progress:
         seen = json.loads(self._seen_path.read_text()) if self._seen_path.is_file() else {}
         self.offset: int = seen.get("offset", 0)  # bytes of events.jsonl already read
         self.rounds: list[int] = seen.get("rounds", [])  # rounds already reported
+        self.unsaved = False  # read further than reported.json says
 
     def message(self, text: str) -> None:
         self.report.check_stop()
@@ -234,7 +235,7 @@ class _Progress:
         got (not at ``every_step``: a restart may repeat a few step events, never a round)."""
         if self.find_run() is None:
             return
-        changed = self._steps() and not every_step
+        self.unsaved |= self._steps()
         state = json.loads((self.run / "state.json").read_text())
         done = 0
         for record in state["rounds"]:
@@ -244,10 +245,11 @@ class _Progress:
             if record["round"] not in self.rounds:
                 self._checkpoint(record, done)
                 self.rounds.append(record["round"])
-                changed = True
-        if changed:
+                self.unsaved = True
+        if self.unsaved and not every_step:
             seen = {"offset": self.offset, "rounds": self.rounds}
             write_bytes_atomic(self._seen_path, json.dumps(seen).encode())
+            self.unsaved = False
 
     def _steps(self) -> bool:
         """The step events appended to the run's ``events.jsonl`` since the last call."""
