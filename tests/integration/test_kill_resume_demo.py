@@ -24,14 +24,14 @@ def test_the_demo_resumes_to_the_same_result_after_three_kills(tmp_path: Path) -
     out = tmp_path / "results.json"
     command = [
         sys.executable, str(DRIVER), str(DEMO_CONFIG), str(out),
-        "--workdir", str(tmp_path), "--points", "optim_step:8,save_state:1,sample:12",
+        "--workdir", str(tmp_path), "--points", "optim_step:5,save_state:1,sample:12",
         "--set", "training.learning_rate=0.000304", "--set", "loop.max_rounds=1",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     reference = results["reference"]
-    assert reference["status"] == "finished" and reference["global_step"] > 8
+    assert reference["status"] == "finished" and reference["global_step"] > 5  # killed mid-round
     points = results["points"]
     assert [(p["point"], p["signal"], p["resumed_exit"]) for p in points] == [
         ("optim_step", 9, 0), ("save_state", 9, 0), ("sample", 9, 0)
