@@ -42,19 +42,30 @@ def accuracy(client: Any, examples: list[Any], renderer: Any, grader: Any) -> fl
     return float(result.metrics["accuracy"])
 
 
+def finished_sft(workspace: Path, seed: int) -> Path | None:
+    """The SFT phase of an earlier invocation on the same workspace, if it finished (its
+    rounds are not rerun: phase 2 starts from its best round)."""
+    for state in sorted((workspace / "runs").glob(f"*-sft-{seed}/state.json")):
+        if json.loads(state.read_text()).get("status") == "finished":
+            print(f"seed {seed}: SFT phase already finished in {state.parent}", flush=True)
+            return state.parent
+    return None
+
+
 def one_seed(seed: int, args: argparse.Namespace, workspace: Path) -> dict[str, Any]:
     cfg = load_config(
         HERE / "config.yaml",
         [f"training.seed={seed}", f"output.workspace={workspace}", f"output.run_name=sft-{seed}"],
     )
-    run = run_loop(cfg)
-    summary = json.loads((run.path / "summary.json").read_text())
+    run_path = finished_sft(workspace, seed) or run_loop(cfg).path
+    summary = json.loads((run_path / "summary.json").read_text())
     best = summary["best"]
     best_round = next(r for r in summary["rounds"] if r["round"] == best["round"])
     lr = float(best_round["lr"])
     sft_curve = [r["evals"]["sums"]["metrics"]["accuracy"] for r in summary["rounds"]]
 
-    service = ServiceClient(checkpoint_dir=workspace / f"arms-{seed}")
+    # the run's checkpoint folder: the arms start from its best round's saved state
+    service = ServiceClient(checkpoint_dir=run_path / "checkpoints")
     tokenizer = service.create_sampling_client(base_model=cfg.base_model).result().get_tokenizer()
     renderer = get_renderer("role_colon", tokenizer)
     grader = make_grader("numeric")
