@@ -5,7 +5,8 @@ continuing SFT for the same compute? Two-digit sums on the embedded Gemma 3 270M
 2. from its best round (weights and optimizer state), two arms:
    - **RL**: ``rl_chunks × rl_steps`` steps of RL with verifiable rewards (8 prompts × 8
      completions a step, reward 1 when the numeric grader accepts the sum, group-relative
-     advantages, Tinker's ``importance_sampling`` loss), evaluated after every chunk;
+     advantages, Tinker's ``importance_sampling`` loss) at ``--rl-lr-factor`` (0.1) × the SFT
+     round's learning rate, evaluated after every chunk;
    - **SFT**: more SFT steps on the same 64 examples, as many as make its compute at least the
      RL arm's at every evaluation.
 
@@ -94,7 +95,7 @@ def one_seed(seed: int, args: argparse.Namespace, workspace: Path) -> dict[str, 
             steps=args.rl_steps,
             prompts_per_step=8,
             group_size=8,
-            learning_rate=lr,
+            learning_rate=lr * args.rl_lr_factor,
             seed=seed * 100 + chunk,
             max_tokens=6,
             stop=sampling_stop(renderer.stop_sequences) or None,
@@ -133,6 +134,7 @@ def one_seed(seed: int, args: argparse.Namespace, workspace: Path) -> dict[str, 
         "sft_checkpoint": start,
         "sft_best_round": best["round"],
         "lr": lr,
+        "rl_lr": lr * args.rl_lr_factor,
         "chunks": rows,
     }
 
@@ -142,6 +144,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rl-chunks", type=int, default=4)
     parser.add_argument("--rl-steps", type=int, default=5, help="RL steps per chunk")
+    parser.add_argument(
+        "--rl-lr-factor",
+        type=float,
+        default=0.1,
+        help="RL's learning rate: the best SFT round's × this (rl.lr_factor's default; at 1.0 "
+        "the training reward falls, docs/training-methods.md)",
+    )
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -353,7 +353,11 @@ class RLConfig(_Section):
         False, description="Divide each group's advantages by its standard deviation."
     )
     lr_factor: float = Field(
-        1.0, gt=0, le=100, description="An RL round's learning rate: the plan's × this."
+        0.1,
+        gt=0,
+        le=100,
+        description="An RL round's learning rate: the plan's × this (at the SFT rate, RL's "
+        "reward fell on the embedded model; docs/training-methods.md).",
     )
 
 
@@ -373,7 +377,11 @@ class DPOConfig(_Section):
         "batches of `training.batch_size` (at least `training.min_steps`).",
     )
     lr_factor: float = Field(
-        1.0, gt=0, le=100, description="A DPO round's learning rate: the plan's × this."
+        0.1,
+        gt=0,
+        le=100,
+        description="A DPO round's learning rate: the plan's × this (at the SFT rate, held-out "
+        "accuracy fell while the DPO loss did; docs/training-methods.md).",
     )
 
 

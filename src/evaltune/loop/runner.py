@@ -397,9 +397,10 @@ class _Loop:
     def _train_method(self, k: int, plan: Plan) -> dict[str, Any]:
         """A round of ``rl``, ``dpo`` or ``distill`` (``loop/methods.py``)."""
         examples = self._round_examples()
+        factor = {"rl": self.cfg.rl.lr_factor, "dpo": self.cfg.dpo.lr_factor}.get(plan.method, 1)
         self.rep.message(
             f"round {k} · training with {plan.method} on {len(examples)} examples at lr "
-            f"{plan.lr:.3g} (rank {plan.rank})"
+            f"{plan.lr * factor:.3g} (rank {plan.rank})"
         )
         tc = self._training_client(plan)
         task = f"train-{k}"
