@@ -76,10 +76,13 @@ def test_a_schedule_trains_sft_then_rl_with_rewards_from_the_target_grader(
     config = make_config(
         data_dir, tiny_model_dir, tmp_path, training={"methods": ["sft", "rl"], "min_steps": 1}
     )
-    run = run_loop(load_config(config))
+    bars = Bars()
+    run = run_loop(load_config(config), bars)
     state = run.read_json("state.json")
     first, second = state["rounds"][1], state["rounds"][2]
     assert (first["method"], second["method"]) == ("sft", "rl")
+    # the RL round's progress bar knows its steps (not 0/0) and reaches them
+    assert bars.bars["train-2"] == ("round 2 · rl", 2, 2)
     rl = second["train"]
     assert rl["method"] == "rl" and rl["reward_suite"] == "qa"
     assert rl["steps"] == second["steps"] == 2  # one pass over 8 prompts, 4 a step
@@ -109,6 +112,26 @@ def test_rl_on_plateau_switches_a_stalled_sft_run_to_rl(
     state = run_loop(load_config(config)).read_json("state.json")
     assert [r.get("method") for r in state["rounds"][1:]] == ["sft", "rl"]
     assert "rl_on_plateau" in state["rounds"][1]["decision"]["note"]
+
+
+class Bars:
+    """A Reporter keeping each progress bar's description, total and last count."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tuple[str, int, int]] = {}
+
+    def message(self, text: str) -> None:
+        pass
+
+    def start(self, task: str, description: str, total: int) -> None:
+        self.bars[task] = (description, total, 0)
+
+    def advance(self, task: str, completed: int, info: str = "") -> None:
+        description, total, _ = self.bars[task]
+        self.bars[task] = (description, total, completed)
+
+    def finish(self, task: str) -> None:
+        pass
 
 
 class StopAt:

@@ -88,6 +88,7 @@ class RoundInputs:
     step_offset: int
     run_path: Path
     on_step: Callable[[dict[str, Any]], None] = lambda event: None
+    on_total: Callable[[int], None] = lambda steps: None  # the round's step count, once known
 
 
 @dataclass
@@ -173,6 +174,7 @@ def rl_round(inputs: RoundInputs) -> MethodResult:
         tokens += _train_feedback(inputs, scored)
         notes.append(f"{len(scored)} scored responses from the feedback store trained as rewards")
     steps = _steps(rl.steps_per_round, len(examples), rl.prompts_per_step, cfg)
+    inputs.on_total(steps)
     result = run_rl_round(
         inputs.client,
         prompts,
@@ -278,6 +280,7 @@ def dpo_round(inputs: RoundInputs) -> MethodResult:
     steps = _steps(
         cfg.dpo.steps_per_round, len(pairs), cfg.training.batch_size, cfg, cfg.training.passes
     )
+    inputs.on_total(steps)
     result = run_dpo_round(
         inputs.client,
         pairs,
@@ -322,6 +325,7 @@ def distill_round(inputs: RoundInputs) -> MethodResult:
     if d.mode == "off_policy":
         return _off_policy(inputs, teacher, prompts, stop)
     steps = _steps(d.steps_per_round, len(prompts), d.prompts_per_step, cfg)
+    inputs.on_total(steps)
     result = run_distill_round(
         inputs.client,
         teacher,
@@ -375,6 +379,7 @@ def _off_policy(
     steps = steps_for_data(
         len(datums), t.batch_size, t.grad_accum, t.passes, t.min_steps, cfg.loop.max_steps_per_round
     )
+    inputs.on_total(steps)
     result = run_sft_round(
         inputs.client,
         datums,

@@ -404,8 +404,10 @@ class _Loop:
         )
         tc = self._training_client(plan)
         task = f"train-{k}"
-        self.rep.start(task, f"round {k} · {plan.method}", 0)
         done = 0
+
+        def on_total(total: int) -> None:  # the bar starts once the method knows its steps
+            self.rep.start(task, f"round {k} · {plan.method}", total)
 
         steps: list[dict[str, Any]] = []
 
@@ -434,6 +436,7 @@ class _Loop:
                 step_offset=self.state.global_step,
                 run_path=self.run.path,
                 on_step=on_step,
+                on_total=on_total,
             )
         )
         self.rep.finish(task)
