@@ -14,7 +14,7 @@ Compute is counted in forward-token equivalents: a trained token costs 3 (forwar
 a sampled or prefilled token 1. The held-out set (50 sums) is never trained on. Prints, per
 seed, the SFT checkpoint's accuracy and each arm's accuracy after every chunk, with its compute.
 
-    python examples/rl_arithmetic/run.py                    # seeds 0 1, about 40 min on 2 cores
+    python examples/rl_arithmetic/run.py                    # seeds 0 1, about 30 min on 2 cores
     python examples/rl_arithmetic/run.py --seeds 0 --rl-chunks 2
 """
 
