@@ -128,6 +128,50 @@ def test_a_job_trains_evaluates_and_serves_its_model(server: ServerProcess, tmp_
     assert answer(job.fine_tuned_model) != answer("tiny")  # the trained adapter answers
 
 
+def preferences(numbers: range) -> str:
+    """OpenAI's DPO format: the right sum preferred to a wrong one."""
+    return "".join(
+        json.dumps({
+            "input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+            "preferred_output": [{"role": "assistant", "content": str(2 * i)}],
+            "non_preferred_output": [{"role": "assistant", "content": str(2 * i + 1)}],
+        }) + "\n"
+        for i in numbers
+    )  # fmt: skip
+
+
+def test_a_dpo_job_trains_on_preference_pairs_and_serves_its_model(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    client = client_of(server)
+    train = upload(client, tmp_path / "prefs.jsonl", preferences(range(10)))
+    created = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=train,
+        suffix="dpo",
+        seed=3,
+        method={"type": "dpo", "dpo": {"hyperparameters": {
+            "n_epochs": 2, "batch_size": 3, "beta": 0.2, "learning_rate_multiplier": 150}}},
+    )  # fmt: skip
+    assert created.method.type == "dpo" and created.method.dpo.hyperparameters.beta == 0.2
+    job = wait(client, created.id)
+    assert job.status == "succeeded", job.error
+    assert job.method.type == "dpo" and job.hyperparameters.n_epochs == 2
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert any("1 of 10 training examples are held out" in e.message for e in events)
+    steps = [e for e in events if e.type == "metrics"]
+    # 9 pairs kept, 3 a step: 3 DPO steps a round, each with DPO's loss (log 2 at the start)
+    assert [e.data["step"] for e in steps][::-1] == list(range(1, 7))
+    assert all(0 < e.data["train_loss"] < 2 for e in steps)
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert [c.step_number for c in checkpoints] == [6, 3]
+    reply = client.chat.completions.create(
+        model=job.fine_tuned_model, messages=[{"role": "user", "content": "What is 3 plus 3?"}],
+        max_tokens=4, temperature=0,
+    )  # fmt: skip
+    assert reply.choices[0].message.content is not None
+
+
 def test_bad_uploads_and_jobs_are_400s_that_say_what_to_fix(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -146,7 +190,8 @@ def test_bad_uploads_and_jobs_are_400s_that_say_what_to_fix(
 
     train = upload(client, tmp_path / "t.jsonl", sums(range(4)))
     refusals = {
-        "method 'dpo' is not supported yet": {"method": {"type": "dpo", "dpo": {}}},
+        "training_file: file-": {"method": {"type": "dpo", "dpo": {}}},  # chat, not pairs
+        "method 'reinforcement' is not supported yet": {"method": {"type": "reinforcement"}},
         "training_file: no training_file 'file-": {"training_file": "file-" + "0" * 24},
         "cannot be fine-tuned here": {"model": "gpt-4o-mini"},
         "n_epochs": {"hyperparameters": {"n_epochs": 0}},

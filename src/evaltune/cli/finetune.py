@@ -11,6 +11,11 @@ A job becomes a run config (``job_config``):
   (``steps_per_round``: examples / batch size, rounded up); ``batch_size`` (``auto``: 8, at
   most the examples); ``learning_rate_multiplier`` × ``BASE_LR`` (``auto``: evaltune's
   ``learning_rate: auto``, its probe); ``seed`` → ``training.seed``;
+- ``method: dpo``: the files hold OpenAI's preference examples; each becomes a pair
+  (``dpo.pairs``: the user message, the preferred and the non-preferred answer) and a chat
+  example of its preferred answer (``data.train``, what the learning-rate probe reads); the
+  held-out and validation items are the preferred answers; every round is a DPO round
+  (``training.method: dpo``, one pass over the pairs) with ``beta`` (``auto``: 0.1);
 - the request's ``evaltune`` field is merged on top: any run config key but ``base_model``,
   ``backend``, ``tinker``, ``output`` and the job's own data files, so eval suites (``evals``,
   OpenAI graders among them), targets, loop rules and LoRA settings come from the job.
@@ -44,10 +49,12 @@ from evaltune.export import run_adapters
 from evaltune.files import write_bytes_atomic
 from evaltune.loop import resume_run, run_loop
 from evaltune.server.jobs import JobOutcome, JobReport, JobSpec
+from evaltune.server.uploads import file_kind, preference_parts
 
 __all__ = ["BASE_LR", "EPOCHS", "LoopJobRunner", "job_config"]
 
 BASE_LR = 2e-4  # what learning_rate_multiplier multiplies: a common LoRA learning rate
+BETA = 0.1  # DPO's beta when a dpo job leaves it auto
 EPOCHS = 3
 HOLD_OUT = 0.1
 MAX_HELD_OUT = 50
@@ -79,6 +86,49 @@ def _check_extension(extension: dict[str, Any]) -> None:
             f"evaltune.{fixed[0]}: set by the job itself (model, training_file, "
             "validation_file; the run lives in the job's folder); leave it out"
         )
+
+
+def _chat_line(line: str) -> str:
+    """A preference example's preferred answer as a chat example."""
+    prompt, chosen, _ = preference_parts(json.loads(line))
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": chosen}]
+    return json.dumps({"messages": messages})
+
+
+def _pair_line(line: str) -> str:
+    prompt, chosen, rejected = preference_parts(json.loads(line))
+    return json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def _dpo_files(
+    spec: JobSpec, work: Path, train: Path, suite: Path | None, config: dict[str, Any]
+) -> None:
+    """``config`` for a dpo job: its (kept) preference examples as pairs and as chat examples
+    of the preferred answers, the eval and validation files as chat examples."""
+    lines = _lines(train)
+    config["data"]["train"] = str(
+        _write_lines(work / "chosen.jsonl", [_chat_line(x) for x in lines])
+    )
+    pairs = _write_lines(work / "pairs.jsonl", [_pair_line(x) for x in lines])
+    batch = config["training"]["batch_size"]
+    beta = spec.hyperparameters.get("beta", "auto")
+    config["training"]["method"] = "dpo"
+    config["dpo"] = {
+        "pairs": [str(pairs)],
+        "beta": BETA if beta == "auto" else beta,
+        "steps_per_round": max(1, math.ceil(len(lines) / batch)),
+    }
+    if spec.validation_file is not None:
+        chat = [_chat_line(x) for x in _lines(spec.validation_file)]
+        config["data"]["validation"] = [str(_write_lines(work / "validation.jsonl", chat))]
+    if suite is not None and "evals" in config:
+        chat = [_chat_line(x) for x in _lines(suite)]
+        config["evals"][0]["file"] = str(_write_lines(work / "eval_items.jsonl", chat))
 
 
 def job_config(spec: JobSpec, work: Path) -> tuple[dict[str, Any], list[str]]:
@@ -125,6 +175,8 @@ def job_config(spec: JobSpec, work: Path) -> tuple[dict[str, Any], list[str]]:
     if suite_file is not None:
         name = "validation" if spec.validation_file else "held_out"
         config["evals"] = [{"name": name, "file": str(suite_file), "threshold": 1.0}]
+    if spec.method == "dpo":
+        _dpo_files(spec, work, train_path, suite_file, config)
     return _merge(config, spec.extension), notes
 
 
@@ -152,6 +204,8 @@ class LoopJobRunner:
     """``server.jobs.JobRunner`` on the evaltune loop (see the module docstring)."""
 
     def check_file(self, path: Path, filename: str) -> None:
+        if file_kind(path.read_bytes()) == "preference":
+            return  # checked by line and field at upload; a dpo job turns it into pairs
         try:
             load_many([str(path)])
         except DataError as exc:
@@ -182,15 +236,14 @@ class LoopJobRunner:
             raise EvaltuneError(f"run {run_path.name} finished without a trained round to serve")
         cfg = load_config(run_path / "config.yaml")
         lr = cfg.training.learning_rate
-        return JobOutcome(
-            adapter=adapter,
-            trained_tokens=int(state.get("tokens") or 0),
-            hyperparameters={
-                "n_epochs": cfg.loop.max_rounds,
-                "batch_size": cfg.training.batch_size,
-                "learning_rate_multiplier": (lr / BASE_LR) if isinstance(lr, float) else lr,
-            },
-        )
+        hyper: dict[str, Any] = {
+            "n_epochs": cfg.loop.max_rounds,
+            "batch_size": cfg.training.batch_size,
+            "learning_rate_multiplier": (lr / BASE_LR) if isinstance(lr, float) else lr,
+        }
+        if spec.method == "dpo":
+            hyper["beta"] = cfg.dpo.beta
+        return JobOutcome(adapter, int(state.get("tokens") or 0), hyper)
 
 
 class _Progress:
@@ -268,10 +321,13 @@ class _Progress:
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill
             if e.get("event") == "step":
-                step, loss = e.get("train/step"), e.get("train/loss")
+                # train/… for SFT rounds, dpo/…, rl/…, distill/… for the other methods
+                prefix = next((k[:-5] for k in e if k.endswith("/step")), "train")
+                step, loss = e.get(f"{prefix}/step"), e.get(f"{prefix}/loss")
+                shown = f"{loss:.4f}" if isinstance(loss, int | float) else "n/a"
                 self.report.event(
-                    f"Step {step}: training loss={loss:.4f}",
-                    data={"step": step, "train_loss": loss, "learning_rate": e.get("train/lr")},
+                    f"Step {step}: training loss={shown}",
+                    data={"step": step, "train_loss": loss, "learning_rate": e.get(f"{prefix}/lr")},
                     kind="metrics",
                 )
         return bool(whole)

@@ -9,8 +9,10 @@ in the ``openai`` client): eval suites, targets and any run setting; an uploaded
 it stands for the file.
 
 Requests are checked before anything is stored or queued: an unknown field, a missing or
-wrong-purpose file, a malformed upload (by line and field), ``method: dpo`` (not available
-yet) and a run config the runner refuses are each a 400 that says what to fix.
+wrong-purpose file, a malformed upload (by line and field), a file of the wrong kind for the
+method (chat examples for ``supervised``, preference examples for ``dpo``), ``method:
+reinforcement`` (not available yet) and a run config the runner refuses are each a 400 that
+says what to fix.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 
 from evaltune.errors import EvaltuneError
-from evaltune.server.finetune_schema import JobRequest, job_hyperparameters, page
+from evaltune.server.finetune_schema import JobRequest, job_hyperparameters, job_method, page
 from evaltune.server.http import ApiError, read_body, read_model
 from evaltune.server.jobs import JobSpec
 from evaltune.server.state import ServerState
-from evaltune.server.uploads import FILE_ID, PURPOSES, check_chat_jsonl
+from evaltune.server.uploads import FILE_ID, PURPOSES, check_chat_jsonl, file_kind
 
 __all__ = ["finetune_router"]
 
@@ -92,6 +94,17 @@ def finetune_router(state: ServerState) -> APIRouter:
                 f"{stored.info['purpose']!r}; upload it with purpose fine-tune",
             )
         return stored.path
+
+    def check_kind(path: Path | None, field: str, file_id: str | None, method: str) -> None:
+        """A supervised job trains on chat examples, a dpo job on preference examples."""
+        expected = "preference" if method == "dpo" else "chat"
+        found = file_kind(path.read_bytes()) if path is not None else expected
+        if found != expected:
+            raise ApiError(
+                400,
+                f"{field}: {file_id} holds {found} examples; a {method} job needs {expected} "
+                "examples (method supervised: chat, method dpo: preference)",
+            )
 
     def resolve_ids(value: Any, where: str) -> Any:
         """The ``evaltune`` field with every uploaded file's id replaced by its path."""
@@ -157,19 +170,26 @@ def finetune_router(state: ServerState) -> APIRouter:
                 "integrations are not supported; evaltune records each job's "
                 "run in its workspace (MLflow or trackio through the evaltune field)",
             )
-        hyper = job_hyperparameters(req)
+        hyper, method = job_hyperparameters(req), job_method(req)
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
         training = data_file(req.training_file, "training_file")
         assert training is not None
+        validation = data_file(req.validation_file, "validation_file")
+        for path, field, file_id in (
+            (training, "training_file", req.training_file),
+            (validation, "validation_file", req.validation_file),
+        ):
+            await asyncio.to_thread(check_kind, path, field, file_id, method)
         spec = JobSpec(
             id=job_id,
             base_model=state.base_model,
             model=req.model,
             training_file=training,
-            validation_file=data_file(req.validation_file, "validation_file"),
+            validation_file=validation,
             seed=req.seed if req.seed is not None else random.randrange(2**31),
             hyperparameters=hyper,
             extension=resolve_ids(req.evaltune or {}, "evaltune"),
+            method=method,
         )
         try:
             await asyncio.to_thread(jobs.runner.check_job, spec)
@@ -195,7 +215,7 @@ def finetune_router(state: ServerState) -> APIRouter:
             "estimated_finish": None,
             "user_provided_suffix": req.suffix,
             "metadata": req.metadata,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            "method": {"type": method, method: {"hyperparameters": hyper}},
         }
         return jobs.add(spec, job)
 

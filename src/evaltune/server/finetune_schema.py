@@ -2,8 +2,9 @@
 
 Unknown fields are refused, as OpenAI refuses them, so a misspelt hyperparameter is a 400 and
 not a job that quietly ran with the default. Hyperparameters may come at the top level (the
-older form) or under ``method.supervised`` (the newer); given both, they must agree. Only
-``method: supervised`` runs here: ``dpo`` and ``reinforcement`` are a 400 saying so.
+older form) or under ``method.supervised`` / ``method.dpo`` (the newer); given both, they
+must agree. ``method: supervised`` and ``dpo`` (with ``beta``) run here; ``reinforcement`` is
+a 400 saying so.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from evaltune.server.http import ApiError
 
-__all__ = ["Hyperparameters", "JobRequest", "Method", "job_hyperparameters", "page"]
+__all__ = ["Hyperparameters", "JobRequest", "Method", "job_hyperparameters", "job_method", "page"]
 
 
 class Hyperparameters(BaseModel):
@@ -31,12 +32,22 @@ class Supervised(BaseModel):
     hyperparameters: Hyperparameters | None = None
 
 
+class DpoHyperparameters(Hyperparameters):
+    beta: Literal["auto"] | Annotated[float, Field(gt=0, le=2)] = "auto"
+
+
+class Dpo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: DpoHyperparameters | None = None
+
+
 class Method(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: Supervised | None = None
-    dpo: dict[str, Any] | None = None
+    dpo: Dpo | None = None
     reinforcement: dict[str, Any] | None = None
 
 
@@ -70,23 +81,35 @@ def page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str
     return {"object": "list", "data": data, "has_more": start + limit < len(items)}
 
 
-def job_hyperparameters(req: JobRequest) -> dict[str, Any]:
+def job_method(req: JobRequest) -> str:
+    """``supervised`` or ``dpo``; a 400 for what does not run here."""
     method = req.method or Method(type="supervised")
-    if method.type != "supervised":
+    if method.type == "reinforcement":
         raise ApiError(
             400,
-            f"method {method.type!r} is not supported yet: evaltune serve runs supervised "
-            'fine-tuning; send method {"type": "supervised"} (or no method)',
+            "method 'reinforcement' is not supported yet: evaltune serve runs supervised and "
+            'dpo fine-tuning; send method {"type": "supervised"} or {"type": "dpo"}',
         )
-    given = [
-        h
-        for h in (req.hyperparameters, method.supervised and method.supervised.hyperparameters)
-        if h is not None
-    ]
-    if len(given) == 2 and given[0] != given[1]:
+    return method.type
+
+
+def job_hyperparameters(req: JobRequest) -> dict[str, Any]:
+    """The job's hyperparameters (``beta`` too for dpo), ``auto`` where not given."""
+    kind = job_method(req)
+    method = req.method or Method(type="supervised")
+    section = method.supervised if kind == "supervised" else method.dpo
+    inner = section.hyperparameters if section is not None else None
+    top = req.hyperparameters
+    if (
+        top is not None
+        and inner is not None
+        and top.model_dump() != {k: v for k, v in inner.model_dump().items() if k != "beta"}
+    ):
         raise ApiError(
             400,
-            "hyperparameters and method.supervised.hyperparameters differ; "
+            f"hyperparameters and method.{kind}.hyperparameters differ; "
             "give them once (OpenAI prefers the method's)",
         )
-    return (given[-1] if given else Hyperparameters()).model_dump()
+    model = DpoHyperparameters if kind == "dpo" else Hyperparameters
+    given = inner or top
+    return model(**(given.model_dump() if given is not None else {})).model_dump()

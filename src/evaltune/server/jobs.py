@@ -55,6 +55,7 @@ class JobSpec:
     seed: int
     hyperparameters: dict[str, Any]  # n_epochs, batch_size, learning_rate_multiplier: "auto"|n
     extension: dict[str, Any] = field(default_factory=dict)  # the request's `evaltune` field
+    method: str = "supervised"  # or "dpo" (preference examples in the files)
 
 
 @dataclass(frozen=True)
@@ -300,12 +301,14 @@ class Jobs:
         with job.lock:
             job.record["adapter"] = str(outcome.adapter)
         hyper = {**job.job["hyperparameters"], **outcome.hyperparameters}
+        kind = (job.job.get("method") or {}).get("type", "supervised")
         job.update(
             status="succeeded",
             fine_tuned_model=_model_name(job.job),
             finished_at=int(time.time()),
             trained_tokens=outcome.trained_tokens,
             hyperparameters=hyper,
+            method={"type": kind, kind: {"hyperparameters": hyper}},
         )
         report.event(f"New fine-tuned model created: {job.job['fine_tuned_model']}")
         report.event("The job has successfully completed")

@@ -7,10 +7,13 @@ the files it had. Ids are ``file-`` and 24 hex digits; nothing else names a file
 
 ``check_chat_jsonl`` checks a ``fine-tune`` upload the way OpenAI does before accepting it,
 line by line, and reports every problem (up to ``MAX_PROBLEMS``) with its line and field:
-``line 3: messages[1].role: expected one of system, user, assistant; found 'bot'``. What
-OpenAI accepts but evaltune cannot train yet (tool and function calls, ``weight: 0``,
-preference pairs for DPO, image content) is refused the same way, saying so, rather than
-failing a job later. A file for ``evals`` (an eval suite a job names) is stored as it is: the
+``line 3: messages[1].role: expected one of system, user, assistant; found 'bot'``. A file
+holds one kind of example: chat examples (``{"messages": [...]}``, for ``method: supervised``)
+or preference examples (``{"input": {"messages": [...]}, "preferred_output": [...],
+"non_preferred_output": [...]}``, for ``method: dpo``); ``file_kind`` tells which. What OpenAI
+accepts but evaltune cannot train yet (tool and function calls, ``weight: 0``, image content,
+a preference input other than one user message) is refused the same way, saying so, rather
+than failing a job later. A file for ``evals`` (an eval suite a job names) is stored as it is: the
 suite loader checks it when a job uses it.
 """
 
@@ -27,7 +30,15 @@ from typing import Any
 from evaltune.files import write_bytes_atomic
 from evaltune.server.http import ApiError, parse_json
 
-__all__ = ["FILE_ID", "MAX_PROBLEMS", "PURPOSES", "FileStore", "check_chat_jsonl"]
+__all__ = [
+    "FILE_ID",
+    "MAX_PROBLEMS",
+    "PURPOSES",
+    "FileStore",
+    "check_chat_jsonl",
+    "file_kind",
+    "preference_parts",
+]
 
 FILE_ID = re.compile(r"file-[0-9a-f]{24}")
 PURPOSES = ("fine-tune", "evals")
@@ -98,15 +109,83 @@ def _message_problems(i: int, m: Any, last: bool) -> list[str]:
     return problems
 
 
+PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
+
+
+def record_kind(record: Any) -> str:
+    """``preference`` for a DPO example (it has ``preferred_output`` or
+    ``non_preferred_output``), else ``chat``."""
+    is_pair = isinstance(record, dict) and (
+        "preferred_output" in record or "non_preferred_output" in record
+    )
+    return "preference" if is_pair else "chat"
+
+
+def _output_problems(record: dict[str, Any], key: str) -> list[str]:
+    value = record.get(key)
+    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+        return [f"{key}: expected a list of one assistant message; found {_show(value)}"]
+    m = value[0]
+    unknown = [k for k in m if k not in ("role", "content")]
+    if unknown:
+        return [f"{key}[0]: unknown key {unknown[0]!r}; an output message has role and content"]
+    if m.get("role") != "assistant":
+        return [f"{key}[0].role: expected 'assistant'; found {_show(m.get('role'))}"]
+    content = m.get("content")
+    if not isinstance(content, str) or not content.strip():
+        return [f"{key}[0].content: expected a non-empty string; found {_show(content)}"]
+    return []
+
+
+def _preference_problems(record: dict[str, Any]) -> list[str]:
+    unknown = [k for k in record if k not in PREFERENCE_KEYS]
+    if unknown:
+        return [
+            f"unknown key {unknown[0]!r}; a preference example has {', '.join(PREFERENCE_KEYS)}"
+        ]
+    problems = []
+    source = record.get("input")
+    if not isinstance(source, dict) or "messages" not in source:
+        problems.append(f"input: expected an object with 'messages'; found {_show(source)}")
+    else:
+        extra = [k for k, v in source.items() if k != "messages" and v not in ([], None, True)]
+        messages = source["messages"]
+        if extra:
+            problems.append(f"input.{extra[0]}: tools are not supported by evaltune yet")
+        elif (
+            not isinstance(messages, list)
+            or len(messages) != 1
+            or not isinstance(messages[0], dict)
+            or messages[0].get("role") != "user"
+        ):
+            problems.append(
+                "input.messages: evaltune trains preferences on one user message (no system "
+                f"message or earlier turns yet); found {_show(messages)}"
+            )
+        else:
+            problems += [f"input.{p}" for p in _message_problems(0, messages[0], False)]
+    problems += _output_problems(record, "preferred_output")
+    problems += _output_problems(record, "non_preferred_output")
+    if not problems and preference_parts(record)[1] == preference_parts(record)[2]:
+        problems.append("preferred_output and non_preferred_output are the same answer")
+    return problems
+
+
+def preference_parts(record: dict[str, Any]) -> tuple[str, str, str]:
+    """A checked preference example's prompt, preferred and non-preferred answer."""
+    return (
+        record["input"]["messages"][0]["content"],
+        record["preferred_output"][0]["content"],
+        record["non_preferred_output"][0]["content"],
+    )
+
+
 def _record_problems(record: Any) -> list[str]:
     if not isinstance(record, dict):
         return [f"expected a JSON object with 'messages'; found {_show(record)}"]
+    if record_kind(record) == "preference":
+        return _preference_problems(record)
     if "messages" not in record:
-        if "preferred_output" in record or "non_preferred_output" in record:
-            return [
-                "a preference (DPO) example: method dpo is not supported yet; upload chat "
-                'examples {"messages": [...]} for supervised fine-tuning'
-            ]
         return [f"no 'messages' key; found keys {', '.join(sorted(record)) or 'none'}"]
     messages = record["messages"]
     if not isinstance(messages, list) or not messages:
@@ -122,11 +201,20 @@ def _record_problems(record: Any) -> list[str]:
     return problems
 
 
+def file_kind(data: bytes) -> str:
+    """``chat`` or ``preference``: the kind of a checked fine-tuning file (its first example's)."""
+    for raw in data.split(b"\n"):
+        if raw.strip():
+            return record_kind(json.loads(raw))
+    return "chat"
+
+
 def check_chat_jsonl(data: bytes, filename: str) -> int:
-    """The number of examples in a chat fine-tuning file; a 400 listing every problem (by line
-    and field) when it is not one."""
+    """The number of examples in a fine-tuning file (chat or preference examples, one kind);
+    a 400 listing every problem (by line and field) when it is not one."""
     problems: list[str] = []
     count = 0
+    first: tuple[int, str] | None = None  # the first example's line and kind
     for n, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -136,6 +224,15 @@ def check_chat_jsonl(data: bytes, filename: str) -> int:
         except ApiError as exc:
             why = _COLUMN.sub(r"column \1", exc.message.replace("malformed JSON body", "not JSON"))
             problems.append(f"line {n}: {why}")
+            continue
+        kind = record_kind(record)
+        if first is None:
+            first = (n, kind)
+        elif kind != first[1]:
+            problems.append(
+                f"line {n}: a {kind} example, but line {first[0]} is a {first[1]} example; "
+                "a file holds one kind (chat for supervised jobs, preference for dpo)"
+            )
             continue
         problems += [f"line {n}: {p}" for p in _record_problems(record)]
         if len(problems) >= MAX_PROBLEMS:
@@ -147,8 +244,9 @@ def check_chat_jsonl(data: bytes, filename: str) -> int:
         more = " (and more; fix these first)" if len(problems) > MAX_PROBLEMS else ""
         raise ApiError(
             400,
-            f"{filename} is not a valid chat fine-tuning file (OpenAI's format: one "
-            f'{{"messages": [...]}} per line): ' + "; ".join(shown) + more,
+            f"{filename} is not a valid fine-tuning file (OpenAI's format: one "
+            f'{{"messages": [...]}} per line, or for dpo one {{"input": ..., '
+            f'"preferred_output": ..., "non_preferred_output": ...}}): ' + "; ".join(shown) + more,
         )
     return count
 

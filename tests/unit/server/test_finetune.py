@@ -14,18 +14,82 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from evaltune.cli.finetune import _load, job_config
 from evaltune.engine import Engine
 from evaltune.errors import DataError, EvalError
 from evaltune.server import ServerConfig, create_app
 from evaltune.server.http import ApiError
 from evaltune.server.jobs import JobOutcome, JobReport, JobSpec
-from evaltune.server.uploads import check_chat_jsonl
+from evaltune.server.uploads import check_chat_jsonl, file_kind
 
 KEY = "tml-unit-test"
 H = {"Authorization": f"Bearer {KEY}"}
 GOOD = json.dumps({"messages": [{"role": "system", "content": "Be brief."},
                                 {"role": "user", "content": "2+2?"},
                                 {"role": "assistant", "content": "4", "weight": 1}]})  # fmt: skip
+
+
+PAIR = json.dumps({"input": {"messages": [{"role": "user", "content": "2+2?"}]},
+                   "preferred_output": [{"role": "assistant", "content": "4"}],
+                   "non_preferred_output": [{"role": "assistant", "content": "5"}]})  # fmt: skip
+
+
+def pair_with(**change: Any) -> str:
+    record = json.loads(PAIR)
+    for key, value in change.items():
+        record[key] = value
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (pair_with(input={"messages": [{"role": "system", "content": "s"},
+                                      {"role": "user", "content": "q"}]}),
+         "input.messages: evaltune trains preferences on one user message"),
+        (pair_with(input={"messages": [{"role": "user", "content": "q"}], "tools": [{"x": 1}]}),
+         "input.tools: tools are not supported"),
+        (pair_with(preferred_output=[{"role": "user", "content": "4"}]),
+         "preferred_output[0].role: expected 'assistant'"),
+        (pair_with(non_preferred_output=[{"role": "assistant", "content": ""}]),
+         "non_preferred_output[0].content: expected a non-empty string"),
+        (pair_with(non_preferred_output=[{"role": "assistant", "content": "4"}]),
+         "preferred_output and non_preferred_output are the same answer"),
+        (pair_with(weight=1), "unknown key 'weight'"),
+        (GOOD, "line 2: a chat example, but line 1 is a preference example"),
+    ],
+)  # fmt: skip
+def test_preference_files_are_checked_line_by_line(line: str, expected: str) -> None:
+    assert check_chat_jsonl(f"{PAIR}\n{PAIR}\n".encode(), "prefs.jsonl") == 2
+    assert file_kind(f"\n{PAIR}\n".encode()) == "preference" and file_kind(GOOD.encode()) == "chat"
+    with pytest.raises(ApiError) as caught:
+        check_chat_jsonl(f"{PAIR}\n{line}\n".encode(), "prefs.jsonl")
+    assert "prefs.jsonl" in caught.value.message and expected in caught.value.message
+
+
+def test_a_dpo_job_becomes_pairs_a_held_out_suite_and_dpo_rounds(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    lines = [pair_with(input={"messages": [{"role": "user", "content": f"{i}+{i}?"}]},
+                       preferred_output=[{"role": "assistant", "content": str(2 * i)}])
+             for i in range(10)]  # fmt: skip
+    (tmp_path / "prefs.jsonl").write_text("\n".join(lines) + "\n")
+    spec = JobSpec("ftjob-1", str(tiny_model_dir), "tiny", tmp_path / "prefs.jsonl", None, 5,
+                   {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": "auto",
+                    "beta": "auto"}, method="dpo")  # fmt: skip
+    config, notes = job_config(spec, tmp_path / "work")
+    cfg = _load(config, tmp_path / "work")
+    assert cfg.training.method == "dpo" and cfg.dpo.beta == 0.1
+    assert cfg.dpo.steps_per_round == 3 and cfg.loop.max_rounds == 2  # 9 pairs kept, 4 a step
+    assert notes == ["no validation_file: 1 of 10 training examples are held out to evaluate "
+                     "each round"]  # fmt: skip
+    pairs = [json.loads(x) for x in Path(cfg.dpo.pairs[0]).read_text().splitlines()]
+    held = [json.loads(x) for x in Path(cfg.evals[0].file).read_text().splitlines()]
+    assert len(pairs) == 9 and all(p["rejected"] == "5" for p in pairs)
+    assert len(held) == 1 and held[0]["messages"][1]["role"] == "assistant"
+    assert held[0]["messages"][0]["content"] not in {p["prompt"] for p in pairs}
+    chosen = [json.loads(x) for x in Path(cfg.data.train[0]).read_text().splitlines()]
+    assert [c["messages"][1]["content"] for c in chosen] == [p["chosen"] for p in pairs]
 
 
 class Runner:
@@ -104,7 +168,7 @@ def wait_for(client: TestClient, job_id: str, *statuses: str) -> dict[str, Any]:
         ('{"messages": [{"role": "user", "content": "hi"}]}', "messages: no assistant message"),
         ('{"messages": []}', "messages: expected a non-empty list"),
         ('{"prompt": "x"}', "no 'messages' key; found keys prompt"),
-        ('{"input": {}, "preferred_output": [], "non_preferred_output": []}', "a preference (DPO) example: method dpo is not supported yet"),
+        ('{"input": {}, "preferred_output": [], "non_preferred_output": []}', "input: expected an object with 'messages'"),
         ('[1, 2]', "expected a JSON object with 'messages'"),
         ('{"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]}',
          "messages[1].role: tool messages are not supported"),
@@ -198,7 +262,7 @@ def test_cancel_stops_a_running_job_and_failures_are_reported(app) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"method": {"type": "dpo"}}, "method 'dpo' is not supported yet"),
+        ({"method": {"type": "dpo"}}, "holds chat examples; a dpo job needs preference examples"),
         ({"method": {"type": "reinforcement"}}, "method 'reinforcement' is not supported yet"),
         ({"hyperparameters": {"n_epochs": 2}, "method": {"type": "supervised", "supervised": {
             "hyperparameters": {"n_epochs": 3}}}}, "differ"),
