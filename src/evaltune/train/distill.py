@@ -17,7 +17,6 @@ student comes to agree with the teacher.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,8 @@ from tinker import types
 
 from evaltune.backends.contract import SamplingClient, TrainingClient
 from evaltune.errors import TrainingError
-from evaltune.train.rl import policy_step
+from evaltune.train.rl import policy_step, rollout_datum, sample_current
+from evaltune.train.sft import cycling_batches
 
 __all__ = ["DistillRoundResult", "DistillStepMetrics", "run_distill_round", "teacher_advantages"]
 
@@ -101,28 +101,21 @@ def run_distill_round(
     """``steps`` on-policy distillation steps over ``prompts`` (token ids)."""
     if not prompts:
         raise TrainingError("distillation needs prompts to sample from; got none")
-    rng = random.Random(seed)
-    order: list[int] = []
+    feed = cycling_batches(len(prompts), prompts_per_step, seed)
     result = DistillRoundResult()
     for i in range(steps):
         start = time.perf_counter()
-        picked = []
-        for _ in range(min(prompts_per_step, len(prompts))):
-            if not order:
-                order = list(range(len(prompts)))
-                rng.shuffle(order)
-            picked.append(order.pop())
-        sampler = training_client.save_weights_and_get_sampling_client().result()
-        params = types.SamplingParams(
+        picked = next(feed)
+        sampled = sample_current(
+            training_client,
+            [prompts[j] for j in picked],
+            1,
             max_tokens=max_tokens,
             temperature=temperature,
             seed=seed * 100_003 + i,
-            stop=list(stop) if stop else None,
+            stop=stop,
         )
-        pending = [
-            sampler.sample(types.ModelInput.from_ints(prompts[j]), 1, params) for j in picked
-        ]
-        completions = [p.result().sequences[0] for p in pending]
+        completions = [group[0] for group in sampled]
         scoring = [
             teacher.compute_logprobs(types.ModelInput.from_ints([*prompts[j], *c.tokens]))
             for j, c in zip(picked, completions, strict=True)
@@ -138,18 +131,7 @@ def run_distill_round(
             adv = teacher_advantages(student, teacher_lp, kl_coef)
             kl += sum(s - t for s, t in zip(student, teacher_lp, strict=True) if t is not None)
             n += sum(t is not None for t in teacher_lp)
-            tokens = [*prompts[j], *c.tokens]
-            pad = [0.0] * (len(prompts[j]) - 1)
-            datums.append(
-                types.Datum(
-                    model_input=types.ModelInput.from_ints(tokens[:-1]),
-                    loss_fn_inputs={
-                        "target_tokens": tokens[1:],
-                        "logprobs": pad + student,
-                        "advantages": pad + adv,
-                    },
-                )
-            )
+            datums.append(rollout_datum(prompts[j], c.tokens, student, adv))
         step = policy_step(
             training_client,
             datums,

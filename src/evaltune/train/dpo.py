@@ -21,7 +21,6 @@ and the share of pairs whose margin is positive (the implicit reward's accuracy)
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from tinker import types
 
 from evaltune.backends.contract import TrainingClient
 from evaltune.errors import TrainingError
+from evaltune.train.sft import cycling_batches
 
 __all__ = [
     "DPOPair",
@@ -160,17 +160,11 @@ def run_dpo_round(
         raise TrainingError("DPO needs preference pairs; got none")
     scored = pair_datums(pairs)
     reference = _sums(scored, training_client.forward(scored, "cross_entropy").result())
-    rng = random.Random(seed)
-    order: list[int] = []
+    feed = cycling_batches(len(pairs), batch_size, seed)
     result = DPORoundResult()
     for i in range(steps):
         start = time.perf_counter()
-        batch = []
-        for _ in range(min(batch_size, len(pairs))):
-            if not order:
-                order = list(range(len(pairs)))
-                rng.shuffle(order)
-            batch.append(order.pop())
+        batch = next(feed)
         chosen = [pairs[j] for j in batch]
         probe = pair_datums(chosen)
         policy = _sums(probe, training_client.forward(probe, "cross_entropy").result())

@@ -22,7 +22,6 @@ sampled and trained.
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from tinker import types
 
 from evaltune.backends.contract import TrainingClient
 from evaltune.errors import TrainingError
+from evaltune.train.sft import cycling_batches
 
 __all__ = [
     "RLRoundResult",
@@ -39,8 +39,10 @@ __all__ = [
     "Reward",
     "group_advantages",
     "policy_step",
+    "rollout_datum",
     "rollout_datums",
     "run_rl_round",
+    "sample_current",
 ]
 
 # rewards for (the prompt index each completion answers, the completions' tokens), in order;
@@ -110,12 +112,31 @@ def group_advantages(
     return out
 
 
+def rollout_datum(
+    prompt: Sequence[int],
+    completion: Sequence[int],
+    logprobs: Sequence[float],
+    advantages: Sequence[float],
+) -> types.Datum:
+    """Input ``prompt + completion`` shifted by one, the sampler's logprobs and a per-token
+    advantage on the completion tokens, 0 on the prompt (those positions take no part in the
+    loss): the datum of Tinker's ``importance_sampling`` and ``ppo`` losses."""
+    tokens = [*prompt, *completion]
+    pad = [0.0] * (len(prompt) - 1)
+    return types.Datum(
+        model_input=types.ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": tokens[1:],
+            "logprobs": pad + list(logprobs),
+            "advantages": pad + list(advantages),
+        },
+    )
+
+
 def rollout_datums(
     prompt: Sequence[int], completions: Sequence[types.SampledSequence], advantages: Sequence[float]
 ) -> list[types.Datum]:
-    """One datum per completion with a non-zero advantage: input ``prompt + completion``
-    shifted by one, the sampler's logprobs and the advantage on the completion tokens, 0 on
-    the prompt (those positions take no part in the loss)."""
+    """One ``rollout_datum`` per completion with a non-zero advantage, on all its tokens."""
     out = []
     for seq, adv in zip(completions, advantages, strict=True):
         if not seq.tokens or adv == 0.0:
@@ -126,19 +147,31 @@ def rollout_datums(
                 "the sampler returned no logprobs for its tokens; RL needs them (importance "
                 "sampling corrects for the weights that sampled)"
             )
-        tokens = [*prompt, *seq.tokens]
-        pad = [0.0] * (len(prompt) - 1)
-        out.append(
-            types.Datum(
-                model_input=types.ModelInput.from_ints(tokens[:-1]),
-                loss_fn_inputs={
-                    "target_tokens": tokens[1:],
-                    "logprobs": pad + lps,
-                    "advantages": pad + [float(adv)] * len(seq.tokens),
-                },
-            )
-        )
+        out.append(rollout_datum(prompt, seq.tokens, lps, [float(adv)] * len(seq.tokens)))
     return out
+
+
+def sample_current(
+    training_client: TrainingClient,
+    prompts: Sequence[Sequence[int]],
+    n: int,
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    stop: Sequence[str] | Sequence[int] | None,
+) -> list[list[types.SampledSequence]]:
+    """``n`` completions of each prompt from the client's current weights (snapshotted as a
+    sampler), all requests in flight at once."""
+    sampler = training_client.save_weights_and_get_sampling_client().result()
+    params = types.SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        stop=list(stop) if stop else None,
+    )
+    pending = [sampler.sample(types.ModelInput.from_ints(p), n, params) for p in prompts]
+    return [list(p.result().sequences) for p in pending]
 
 
 def run_rl_round(
@@ -168,29 +201,20 @@ def run_rl_round(
         raise TrainingError(f"RL loss {loss_fn!r} is unknown; choose one of: {', '.join(LOSSES)}")
     if not prompts:
         raise TrainingError("RL needs prompts to sample from; got none")
-    rng = random.Random(seed)
-    order: list[int] = []
+    feed = cycling_batches(len(prompts), prompts_per_step, seed)
     result = RLRoundResult()
     for i in range(steps):
         start = time.perf_counter()
-        picked = []
-        for _ in range(min(prompts_per_step, len(prompts))):
-            if not order:
-                order = list(range(len(prompts)))
-                rng.shuffle(order)
-            picked.append(order.pop())
-        sampler = training_client.save_weights_and_get_sampling_client().result()
-        params = types.SamplingParams(
+        picked = next(feed)
+        groups = sample_current(
+            training_client,
+            [prompts[j] for j in picked],
+            group_size,
             max_tokens=max_tokens,
             temperature=temperature,
             seed=seed * 100_003 + i,
-            stop=list(stop) if stop else None,
+            stop=stop,
         )
-        pending = [
-            sampler.sample(types.ModelInput.from_ints(prompts[j]), group_size, params)
-            for j in picked
-        ]
-        groups = [p.result().sequences for p in pending]
         if any(len(g) != group_size for g in groups):
             raise TrainingError(f"the sampler returned groups of other sizes than {group_size}")
         answered = [j for j in picked for _ in range(group_size)]

@@ -91,6 +91,22 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[start : start + size]
 
 
+def cycling_batches(n: int, size: int, seed: int) -> Iterator[list[int]]:
+    """Endless batches of ``min(size, n)`` indices from a seeded shuffle, reshuffled the moment
+    an epoch runs out (a batch may span two epochs): the order of RL, DPO and distillation
+    steps, which take every prompt or pair alike."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        batch = []
+        for _ in range(min(size, n)):
+            if not order:
+                order = list(range(n))
+                rng.shuffle(order)
+            batch.append(order.pop())
+        yield batch
+
+
 def _datum_losses(
     indices: Sequence[int], weights_of: Sequence[Any], out: types.ForwardBackwardOutput
 ) -> dict[int, float]:

@@ -10,6 +10,7 @@ import pytest
 
 from evaltune.errors import EvaltuneError, TrainingError
 from evaltune.train import StepMetrics, batches, lr_at, run_sft_round
+from evaltune.train.sft import cycling_batches
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -51,6 +52,15 @@ def test_batches_smaller_dataset_than_a_batch() -> None:
     for _ in range(4):
         batch = next(feed)
         assert sorted(batch) == [0, 1, 2]
+
+
+def test_cycling_batches_span_epochs_and_cover_every_index_once_per_epoch() -> None:
+    picked = list(itertools.islice(cycling_batches(7, 3, seed=4), 7))
+    assert all(len(b) == 3 for b in picked)  # no short batch at an epoch's end
+    flat = [j for b in picked for j in b]
+    assert [sorted(flat[k : k + 7]) for k in range(0, 21, 7)] == [list(range(7))] * 3
+    assert picked == list(itertools.islice(cycling_batches(7, 3, seed=4), 7))
+    assert next(cycling_batches(2, 8, seed=0)) in ([0, 1], [1, 0])  # at most n a batch
 
 
 def test_batches_of_nothing() -> None:
