@@ -76,10 +76,22 @@ def build_model(vocab_size: int, seed: int = 0, context: int = 256) -> Gemma3For
     return model.eval()
 
 
-def write_tiny_model(folder: Path, seed: int = 0, context: int = 256) -> Path:
+# A chat template for the tiny tokenizer: ``role: content`` lines, then ``model:`` to answer.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}model:{% endif %}"
+)
+
+
+def write_tiny_model(
+    folder: Path, seed: int = 0, context: int = 256, chat_template: str | None = None
+) -> Path:
     """The tiny model as a HF folder; a long ``context`` lets a test run a generation that would
-    go on for minutes (to check that something stops it)."""
+    go on for minutes (to check that something stops it); ``chat_template`` is saved with the
+    tokenizer (``CHAT_TEMPLATE``, or a test's own)."""
     tokenizer = build_tokenizer()
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     model = build_model(len(tokenizer), seed, context)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

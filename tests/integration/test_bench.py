@@ -10,20 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from evaltune.cli import app
 from evaltune.evals import EvalResult
 from evaltune.server.launch import free_port
 from serve_once import SharedServer, serve_once
-from tiny import write_tiny_model
+from tiny import CHAT_TEMPLATE, write_tiny_model
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
-TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}model:{% endif %}"
-)
 ROWS = [
     {"id": "greet", "prompt": "hello there!", "completion": "hi", "tags": ["chat"]},
     {"id": "sum", "prompt": "What is two plus two?", "completion": "four", "tags": ["math"]},
@@ -35,10 +30,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> SharedServer:
     """The tiny model with a chat template, served as ``tiny``."""
-    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-bench"))
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.chat_template = TEMPLATE
-    tok.save_pretrained(folder)
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-bench"), chat_template=CHAT_TEMPLATE)
     return serve_once(folder, ("--served-model-name", "tiny"))
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import openai
 import pytest
-from transformers import AutoTokenizer
 
 from evaltune.server.launch import ServerProcess, launch_server
 from tiny import write_tiny_model
@@ -31,10 +30,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"))
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.chat_template = TEMPLATE
-    tok.save_pretrained(folder)
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat_template=TEMPLATE)
     return folder
 
 

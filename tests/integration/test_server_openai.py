@@ -8,25 +8,16 @@ from pathlib import Path
 import openai
 import pytest
 from tinker import types
-from transformers import AutoTokenizer
 
 from evaltune.backends.tinker import make_service_client
 from serve_once import SharedServer, serve_once
-from tiny import write_tiny_model
-
-TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}model:{% endif %}"
-)
+from tiny import CHAT_TEMPLATE, write_tiny_model
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> SharedServer:
     """The tiny model with a chat template, served as ``tiny``."""
-    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"))
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.chat_template = TEMPLATE
-    tok.save_pretrained(folder)
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat_template=CHAT_TEMPLATE)
     return serve_once(folder, ("--served-model-name", "tiny"))
 
 

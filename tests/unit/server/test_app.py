@@ -9,26 +9,18 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from transformers import AutoTokenizer
 
 from evaltune.engine import Engine, SampleSpec
 from evaltune.server import ServerConfig, create_app
-from tiny import write_tiny_model
+from tiny import CHAT_TEMPLATE, write_tiny_model
 
 KEY = "tml-unit-test"
 H = {"Authorization": f"Bearer {KEY}"}
-TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}model:{% endif %}"
-)
 
 
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"))
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.chat_template = TEMPLATE
-    tok.save_pretrained(folder)
+    folder = write_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat_template=CHAT_TEMPLATE)
     return folder
 
 
