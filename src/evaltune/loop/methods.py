@@ -53,6 +53,7 @@ __all__ = [
     "MethodResult",
     "MethodRound",
     "RoundInputs",
+    "method_lr",
     "reward_suite",
     "verifiable_suites",
 ]
@@ -126,6 +127,12 @@ def reward_suite(cfg: RunConfig, ctx: RunContext) -> Suite:
     return found[0]
 
 
+def method_lr(cfg: RunConfig, method: str, lr: float) -> float:
+    """The learning rate a ``method`` round trains at: the plan's × the method's ``lr_factor``
+    (``rl``, ``dpo``; the others train at the plan's)."""
+    return lr * {"rl": cfg.rl.lr_factor, "dpo": cfg.dpo.lr_factor}.get(method, 1.0)
+
+
 def _steps(setting: int | str, n: int, per_step: int, cfg: RunConfig, passes: float = 1.0) -> int:
     if setting != "auto":
         return int(setting)
@@ -182,7 +189,7 @@ def rl_round(inputs: RoundInputs) -> MethodResult:
         steps=steps,
         prompts_per_step=rl.prompts_per_step,
         group_size=rl.group_size,
-        learning_rate=inputs.lr * rl.lr_factor,
+        learning_rate=method_lr(cfg, "rl", inputs.lr),
         seed=inputs.seed,
         loss_fn=rl.loss,
         max_tokens=rl.max_tokens or getattr(suite, "max_tokens", 64),
@@ -242,7 +249,7 @@ def _train_feedback(inputs: RoundInputs, scored: Sequence[Feedback]) -> int:
         datums,
         "importance_sampling",
         None,
-        inputs.lr * cfg.rl.lr_factor,
+        method_lr(cfg, "rl", inputs.lr),
         cfg.training.weight_decay,
         cfg.training.grad_clip_norm,
     )
@@ -286,7 +293,7 @@ def dpo_round(inputs: RoundInputs) -> MethodResult:
         pairs,
         steps=steps,
         batch_size=cfg.training.batch_size,
-        learning_rate=inputs.lr * cfg.dpo.lr_factor,
+        learning_rate=method_lr(cfg, "dpo", inputs.lr),
         beta=cfg.dpo.beta,
         seed=inputs.seed,
         step_offset=inputs.step_offset,

@@ -44,7 +44,7 @@ from evaltune.loop.allocate import ALL
 from evaltune.loop.analysis import analyse_round
 from evaltune.loop.context import RunContext, build_context
 from evaltune.loop.decide import choose_best, decide_next, guards_hold, targets_met
-from evaltune.loop.methods import METHODS, RoundInputs, verifiable_suites
+from evaltune.loop.methods import METHODS, RoundInputs, method_lr, verifiable_suites
 from evaltune.loop.noise import compare_rounds
 from evaltune.loop.policies import Plan, capacity_advice, lora_parameter_count, next_plan
 from evaltune.loop.probe import probe_learning_rate
@@ -397,10 +397,10 @@ class _Loop:
     def _train_method(self, k: int, plan: Plan) -> dict[str, Any]:
         """A round of ``rl``, ``dpo`` or ``distill`` (``loop/methods.py``)."""
         examples = self._round_examples()
-        factor = {"rl": self.cfg.rl.lr_factor, "dpo": self.cfg.dpo.lr_factor}.get(plan.method, 1)
+        lr = method_lr(self.cfg, plan.method, plan.lr)
         self.rep.message(
             f"round {k} · training with {plan.method} on {len(examples)} examples at lr "
-            f"{plan.lr * factor:.3g} (rank {plan.rank})"
+            f"{lr:.3g} (rank {plan.rank})"
         )
         tc = self._training_client(plan)
         task = f"train-{k}"
