@@ -95,33 +95,26 @@ def _chat_line(line: str) -> str:
     return json.dumps({"messages": messages})
 
 
-def _pair_line(line: str) -> str:
-    prompt, chosen, rejected = preference_parts(json.loads(line))
-    return json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-
-
 def _write_lines(path: Path, lines: list[str]) -> Path:
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
 
 
 def _dpo_files(
-    spec: JobSpec, work: Path, train: Path, suite: Path | None, config: dict[str, Any]
+    spec: JobSpec, work: Path, lines: list[str], suite: Path | None, config: dict[str, Any]
 ) -> None:
-    """``config`` for a dpo job: its (kept) preference examples as pairs and as chat examples
-    of the preferred answers, the eval and validation files as chat examples."""
-    lines = _lines(train)
-    config["data"]["train"] = str(
-        _write_lines(work / "chosen.jsonl", [_chat_line(x) for x in lines])
-    )
-    pairs = _write_lines(work / "pairs.jsonl", [_pair_line(x) for x in lines])
-    batch = config["training"]["batch_size"]
+    """``config`` for a dpo job: its kept preference examples (``lines``) as pairs and as chat
+    examples of the preferred answers, the eval and validation files as chat examples."""
+    parts = [preference_parts(json.loads(x)) for x in lines]
+    pairs = [json.dumps({"prompt": p, "chosen": c, "rejected": r}) for p, c, r in parts]
+    chosen = [_chat_line(x) for x in lines]
+    config["data"]["train"] = str(_write_lines(work / "chosen.jsonl", chosen))
     beta = spec.hyperparameters.get("beta", "auto")
     config["training"]["method"] = "dpo"
     config["dpo"] = {
-        "pairs": [str(pairs)],
+        "pairs": [str(_write_lines(work / "pairs.jsonl", pairs))],
         "beta": BETA if beta == "auto" else beta,
-        "steps_per_round": max(1, math.ceil(len(lines) / batch)),
+        "steps_per_round": config["training"]["steps_per_round"],  # one pass, as SFT's
     }
     if spec.validation_file is not None:
         chat = [_chat_line(x) for x in _lines(spec.validation_file)]
@@ -146,10 +139,8 @@ def job_config(spec: JobSpec, work: Path) -> tuple[dict[str, Any], list[str]]:
         picked = set(random.Random(spec.seed).sample(range(len(lines)), held))
         train_path, suite_file = work / "train.jsonl", work / "held_out.jsonl"
         kept = [line for i, line in enumerate(lines) if i not in picked]
-        write_bytes_atomic(train_path, ("\n".join(kept) + "\n").encode())
-        write_bytes_atomic(
-            suite_file, ("\n".join(lines[i] for i in sorted(picked)) + "\n").encode()
-        )
+        _write_lines(train_path, kept)
+        _write_lines(suite_file, [lines[i] for i in sorted(picked)])
         notes.append(f"no validation_file: {held} of {len(lines)} training examples are held out "
                      "to evaluate each round")  # fmt: skip
         lines = kept
@@ -176,7 +167,7 @@ def job_config(spec: JobSpec, work: Path) -> tuple[dict[str, Any], list[str]]:
         name = "validation" if spec.validation_file else "held_out"
         config["evals"] = [{"name": name, "file": str(suite_file), "threshold": 1.0}]
     if spec.method == "dpo":
-        _dpo_files(spec, work, train_path, suite_file, config)
+        _dpo_files(spec, work, lines, suite_file, config)
     return _merge(config, spec.extension), notes
 
 
@@ -204,7 +195,7 @@ class LoopJobRunner:
     """``server.jobs.JobRunner`` on the evaltune loop (see the module docstring)."""
 
     def check_file(self, path: Path, filename: str) -> None:
-        if file_kind(path.read_bytes()) == "preference":
+        if file_kind(path) == "preference":
             return  # checked by line and field at upload; a dpo job turns it into pairs
         try:
             load_many([str(path)])

@@ -98,7 +98,7 @@ def finetune_router(state: ServerState) -> APIRouter:
     def check_kind(path: Path | None, field: str, file_id: str | None, method: str) -> None:
         """A supervised job trains on chat examples, a dpo job on preference examples."""
         expected = "preference" if method == "dpo" else "chat"
-        found = file_kind(path.read_bytes()) if path is not None else expected
+        found = file_kind(path) if path is not None else expected
         if found != expected:
             raise ApiError(
                 400,

@@ -166,8 +166,10 @@ def _preference_problems(record: dict[str, Any]) -> list[str]:
             problems += [f"input.{p}" for p in _message_problems(0, messages[0], False)]
     problems += _output_problems(record, "preferred_output")
     problems += _output_problems(record, "non_preferred_output")
-    if not problems and preference_parts(record)[1] == preference_parts(record)[2]:
-        problems.append("preferred_output and non_preferred_output are the same answer")
+    if not problems:
+        _, preferred, rejected = preference_parts(record)
+        if preferred == rejected:
+            problems.append("preferred_output and non_preferred_output are the same answer")
     return problems
 
 
@@ -201,11 +203,13 @@ def _record_problems(record: Any) -> list[str]:
     return problems
 
 
-def file_kind(data: bytes) -> str:
-    """``chat`` or ``preference``: the kind of a checked fine-tuning file (its first example's)."""
-    for raw in data.split(b"\n"):
-        if raw.strip():
-            return record_kind(json.loads(raw))
+def file_kind(path: Path) -> str:
+    """``chat`` or ``preference``: the kind of a checked fine-tuning file (its first example's;
+    only that line is read)."""
+    with open(path, "rb") as f:
+        for raw in f:
+            if raw.strip():
+                return record_kind(json.loads(raw))
     return "chat"
 
 

@@ -59,9 +59,14 @@ def pair_with(**change: Any) -> str:
         (GOOD, "line 2: a chat example, but line 1 is a preference example"),
     ],
 )  # fmt: skip
-def test_preference_files_are_checked_line_by_line(line: str, expected: str) -> None:
+def test_preference_files_are_checked_line_by_line(
+    line: str, expected: str, tmp_path: Path
+) -> None:
     assert check_chat_jsonl(f"{PAIR}\n{PAIR}\n".encode(), "prefs.jsonl") == 2
-    assert file_kind(f"\n{PAIR}\n".encode()) == "preference" and file_kind(GOOD.encode()) == "chat"
+    (tmp_path / "p.jsonl").write_text(f"\n{PAIR}\n")
+    (tmp_path / "c.jsonl").write_text(GOOD)
+    assert file_kind(tmp_path / "p.jsonl") == "preference"
+    assert file_kind(tmp_path / "c.jsonl") == "chat"
     with pytest.raises(ApiError) as caught:
         check_chat_jsonl(f"{PAIR}\n{line}\n".encode(), "prefs.jsonl")
     assert "prefs.jsonl" in caught.value.message and expected in caught.value.message
